@@ -1,0 +1,164 @@
+"""`plugin-server`: the command line. Parses arguments, builds Settings, dispatches.
+
+Exit codes: 0 success; 1 failure (a service unreachable, a command that failed, a mode with
+nothing to run yet); 2 bad usage or a bad setting (one line naming it, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+import trio_asyncio
+
+from plugin_server import __version__, logs, tools
+from plugin_server.config import MODES, ConfigError, Settings, describe
+from plugin_server.errors import PluginServerError, leaves
+from plugin_server.server import RUNNABLE_MODES
+
+NOT_YET = {
+    "async": "the async (on_event / export_events) consumer arrives with the plugin VM",
+    "jobs": "the job queue runner arrives with the plugin VM and jobs",
+    "scheduler": "scheduled plugin tasks arrive with the plugin VM and jobs",
+    "api": "the plugin upload API arrives with the plugin VM",
+}
+
+
+def _settings_help() -> str:
+    lines = ["settings (environment variables, with defaults):"]
+    for name, default, help_text in describe():
+        lines.append(f"  {name} (default: {default})")
+        lines.extend("      " + line for line in textwrap.wrap(help_text, 74))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plugin-server",
+        description="Ingest PostHog events from Kafka through plugins and persons into ClickHouse.",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"plugin-server {__version__}")
+    parser.add_argument("--mode", choices=MODES, help="capabilities to run (overrides PLUGIN_SERVER_MODE)")
+    parser.add_argument("--migrate", action="store_true", help="apply Postgres and ClickHouse migrations, create topics, exit")
+    parser.add_argument("--healthcheck", action="store_true", help="exit 0 if the server on HTTP_PORT is healthy, else 1")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="run the embedded stack, migrations and every mode in the foreground")
+    dev.add_argument("--data-dir", type=Path, default=Path(".data"), help="where the stack keeps its data (default .data)")
+
+    teams = commands.add_parser("teams", help="manage teams")
+    teams_commands = teams.add_subparsers(dest="teams_command", metavar="ACTION", required=True)
+    create = teams_commands.add_parser("create", help="create a team; prints JSON with its id and api_token")
+    create.add_argument("name")
+
+    synth = commands.add_parser("synth", help="produce realistic synthetic capture messages to Kafka")
+    synth.add_argument("--token", required=True, help="the team's api token")
+    synth.add_argument("--events", type=_non_negative_int, required=True, help="how many events")
+    synth.add_argument("--rate", type=_positive_float, help="events per second (default: as fast as possible)")
+    synth.add_argument("--persons", type=_positive_int, default=100, help="distinct people (default 100)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed: same seed, same messages (default 0)")
+    synth.add_argument("--topic", help="topic (default KAFKA_CONSUMPTION_TOPIC)")
+
+    query = commands.add_parser("query", help="run a read-only ClickHouse query; prints JSON lines")
+    query.add_argument("sql")
+    return parser
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _run_async(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    async def main():  # noqa: ANN202
+        async with trio_asyncio.open_loop():
+            return await fn(*args, **kwargs)
+
+    return trio.run(main)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ, plugin_server_mode=args.mode)
+    except ConfigError as exc:
+        print(f"plugin-server: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        return _dispatch(args, settings)
+    except (PluginServerError, BaseExceptionGroup) as exc:
+        # trio nurseries wrap errors in groups; ours carry the message a user needs, alone.
+        found = leaves(exc)
+        if not all(isinstance(e, PluginServerError) for e in found):
+            raise
+        for error in found:
+            print(f"plugin-server: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.healthcheck:
+        return 0 if tools.healthcheck(settings) else 1
+    if args.migrate:
+        tools.print_migrate_report(_run_async(tools.migrate, settings))
+        return 0
+    if args.command == "dev":
+        from plugin_server.dev import run_dev
+
+        return run_dev(os.environ, args.data_dir)
+    if args.command == "teams":
+        print(json.dumps(_run_async(tools.create_team, settings, args.name)))
+        return 0
+    if args.command == "synth":
+        _run_async(
+            tools.produce_synth, settings, token=args.token, events=args.events, persons=args.persons,
+            seed=args.seed, rate=args.rate, topic=args.topic,
+        )  # fmt: skip
+        return 0
+    if args.command == "query":
+        sys.stdout.buffer.write(_run_async(tools.query, settings, args.sql))
+        sys.stdout.flush()
+        return 0
+    return _run_server(settings)
+
+
+def _run_server(settings: Settings) -> int:
+    mode = settings.plugin_server_mode
+    if mode not in RUNNABLE_MODES:
+        print(f"plugin-server: mode {mode!r} has nothing to run yet: {NOT_YET[mode]}", file=sys.stderr)
+        return 1
+    from plugin_server.runner import run_foreground
+    from plugin_server.server import Server
+
+    run_foreground(Server(settings))
+    return 0

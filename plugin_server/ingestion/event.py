@@ -1,0 +1,61 @@
+"""The data that travels through the pipeline: small frozen dataclasses, replaced, never mutated."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from in Kafka, for offsets, dedup tokens and the dead letter queue."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    id: int
+    uuid: str
+    name: str
+    api_token: str
+    anonymize_ips: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IngestionWarning:
+    type: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineEvent:
+    """One capture event: the envelope merged with its `data`, as PostHog's PipelineEvent."""
+
+    source: Source
+    raw: bytes
+    uuid: str
+    distinct_id: str
+    event: str
+    properties: dict[str, Any]
+    now: str
+    ip: str | None = None
+    site_url: str | None = None
+    token: str | None = None
+    team_id: int | None = None
+    sent_at: str | None = None
+    timestamp: Any = None
+    offset: Any = None
+    elements_chain: str = ""
+    team: Team | None = None
+    resolved_timestamp: dt.datetime | None = None
+    warnings: tuple[IngestionWarning, ...] = field(default=())
+
+    @property
+    def grouping_key(self) -> str:
+        """Events with one key run in order; PostHog's `<team_id or token>:<distinct_id>`."""
+        return f"{self.team_id if self.team_id is not None else self.token}:{self.distinct_id}"

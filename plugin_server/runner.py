@@ -1,0 +1,61 @@
+"""Run a Server in the foreground until SIGTERM/SIGINT: the root of one process.
+
+One process = one `trio.run`; the root opens the trio-asyncio loop once (asyncpg, redis and
+aiokafka are asyncio libraries) and everything below it is plain trio. The first signal asks
+for a graceful stop (finish, flush, commit); a second one cancels at once.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable
+
+import trio
+import trio_asyncio
+
+from plugin_server import logs
+from plugin_server.server import Server, ServerHandle
+
+log = logs.get(__name__)
+
+
+async def serve(
+    server: Server,
+    *,
+    on_ready: Callable[[ServerHandle], Awaitable[None]] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+) -> None:
+    """Run `server` under the current trio-asyncio loop until it stops by a signal or on its own."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                received = 0
+                async for signum in signals:
+                    received += 1
+                    if received == 1:
+                        log.info("stopping gracefully", signal=signal.Signals(signum).name)
+                        if on_stopping is not None:
+                            on_stopping()
+                        server.request_stop()
+                    else:
+                        log.warning("second signal: stopping now", signal=signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_signals)
+
+            async def run_server(*, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+                await server.run(task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            handle = await nursery.start(run_server)
+            if on_ready is not None:
+                await on_ready(handle)
+
+
+def run_foreground(server: Server, **kwargs) -> None:  # noqa: ANN003
+    async def main() -> None:
+        async with trio_asyncio.open_loop():
+            await serve(server, **kwargs)
+
+    trio.run(main)

@@ -1,0 +1,151 @@
+"""The server: opens what the chosen mode needs, starts its actors, and stops them in order.
+
+Resources are opened with `async with` and closed on every exit path. Actors are started with
+`nursery.start`, so `run` reports ready only when every consumer is running and the HTTP port is
+bound. Stop (`request_stop`, called on SIGTERM/SIGINT): consumers finish the batch in flight,
+commit and close, ingestion before the writer so the writer still takes what ingestion produced
+last; with `drain=True` each first consumes until its lag is zero (the embedded broker keeps
+messages only in memory). Each stage is bounded by a deadline; what a deadline cuts off stays
+uncommitted and is re-read on the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import trio
+
+from plugin_server import logs
+from plugin_server.config import Settings
+from plugin_server.http import App, ServerState, run_http
+from plugin_server.ingestion.pipeline import IngestionPipeline
+from plugin_server.ingestion.row import EVENTS_TABLE, WARNINGS_TABLE
+from plugin_server.ingestion.teams import TeamCache
+from plugin_server.sinks import DirectSink, KafkaSink
+from plugin_server.storage.clickhouse import open_clickhouse
+from plugin_server.storage.kafka import open_producer
+from plugin_server.storage.postgres import open_postgres
+from plugin_server.storage.teams import TeamStore
+from workers.consumer import BatchConsumer
+from workers.ingestion import IngestionHandler
+from workers.writer import WriterHandler
+
+log = logs.get(__name__)
+
+# Modes whose capability exists today; the others are named so the CLI can say "not yet".
+RUNNABLE_MODES = ("all", "ingestion", "writer")
+WARNINGS_TOPIC = "clickhouse_ingestion_warnings"
+
+
+def row_topics(settings: Settings) -> dict[str, str]:
+    """ClickHouse table -> the topic the Kafka sink produces its rows to."""
+    return {EVENTS_TABLE: settings.clickhouse_json_events_kafka_topic, WARNINGS_TABLE: WARNINGS_TOPIC}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which actors this process runs, derived from the settings alone (pure, tested)."""
+
+    ingestion: bool
+    writer: bool
+    opens_clickhouse: bool
+
+
+def plan(settings: Settings) -> Plan:
+    mode = settings.plugin_server_mode
+    ingestion = mode in ("all", "ingestion")
+    writer = mode == "writer" or (mode == "all" and settings.ingestion_sink == "kafka")
+    opens_clickhouse = writer or (ingestion and settings.ingestion_sink == "direct")
+    return Plan(ingestion=ingestion, writer=writer, opens_clickhouse=opens_clickhouse)
+
+
+@dataclass(frozen=True)
+class ServerHandle:
+    http_port: int
+    state: ServerState
+
+
+class Server:
+    def __init__(self, settings: Settings, *, drain_on_stop: bool = False) -> None:
+        self._settings = settings
+        self._drain = drain_on_stop
+        self._stop = trio.Event()
+        self.state = ServerState(max_stale_seconds=settings.healthcheck_max_stale_seconds)
+
+    def request_stop(self) -> None:
+        self.state.stopping = True
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[ServerHandle] = trio.TASK_STATUS_IGNORED) -> None:
+        s = self._settings
+        p = plan(s)
+        async with contextlib.AsyncExitStack() as stack:
+            clickhouse = await stack.enter_async_context(open_clickhouse(s.clickhouse_url)) if p.opens_clickhouse else None
+            producer = await stack.enter_async_context(open_producer(hosts=s.kafka_hosts, client_id="plugin-server"))
+            stages: list[list[BatchConsumer]] = []
+            if p.ingestion:
+                pg = await stack.enter_async_context(open_postgres(s.database_url))
+                store = TeamStore(pg=pg)
+                teams = TeamCache(
+                    fetch_by_tokens=store.by_tokens, fetch_by_ids=store.by_ids, ttl_seconds=s.team_cache_ttl_seconds
+                )
+                sink = (
+                    DirectSink(clickhouse=clickhouse)
+                    if s.ingestion_sink == "direct"
+                    else KafkaSink(producer=producer, topics=row_topics(s))
+                )
+                handler = IngestionHandler(
+                    pipeline=IngestionPipeline(teams=teams, tasks_per_worker=s.tasks_per_worker),
+                    sink=sink,
+                    producer=producer,
+                    dead_letter_topic=s.kafka_dead_letter_topic,
+                )
+                stages.append([self._consumer("ingestion", [s.kafka_consumption_topic], s.kafka_consumer_group, handler)])
+            if p.writer:
+                tables = {topic: table for table, topic in row_topics(s).items()}
+                handler = WriterHandler(
+                    sink=DirectSink(clickhouse=clickhouse), tables=tables, producer=producer,
+                    dead_letter_topic=s.kafka_dead_letter_topic,
+                )  # fmt: skip
+                stages.append([self._consumer("writer", list(tables), s.kafka_writer_group, handler)])
+            self.state.consumers = [c.status for stage in stages for c in stage]
+
+            app = App(state=self.state, clickhouse=clickhouse, admin_token=s.plugin_server_admin_token)
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(lambda task_status: run_http(app, host=s.http_host, port=s.http_port, task_status=task_status))
+                async with trio.open_nursery() as consumers:
+                    for stage in stages:
+                        for consumer in stage:
+                            await consumers.start(consumer.run)
+                    self.state.ready = True
+                    log.info("server ready", mode=s.plugin_server_mode, sink=s.ingestion_sink, http_port=port)
+                    task_status.started(ServerHandle(http_port=port, state=self.state))
+                    await self._stop.wait()
+                    await self._stop_stages(stages)
+                    consumers.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
+        log.info("server stopped")
+
+    def _consumer(self, name: str, topics: list[str], group: str, handler) -> BatchConsumer:  # noqa: ANN001
+        s = self._settings
+        return BatchConsumer(
+            name=name, hosts=s.kafka_hosts, topics=topics, group_id=group, batch_size=s.ingestion_batch_size,
+            batch_wait_ms=s.ingestion_batch_wait_ms, handle=handler,
+        )  # fmt: skip
+
+    async def _stop_stages(self, stages: list[list[BatchConsumer]]) -> None:
+        timeout = self._settings.drain_timeout_seconds if self._drain else self._settings.shutdown_timeout_seconds
+        for stage in stages:
+            for consumer in stage:
+                consumer.request_stop(drain=self._drain)
+            with trio.move_on_after(timeout) as scope:
+                while any(c.status.running for c in stage):
+                    await trio.sleep(0.05)
+            if scope.cancelled_caught:
+                log.error(
+                    "stop deadline hit; unfinished messages stay uncommitted",
+                    consumers=[c.status.name for c in stage],
+                    timeout_s=timeout,
+                    lag=[c.status.lag for c in stage],
+                )

@@ -1,0 +1,224 @@
+"""Kafka adapter: aiokafka behind a trio interface.
+
+aiokafka is an asyncio library; every call here crosses the trio-asyncio bridge once per batch,
+never once per message (a per-message crossing measured half the throughput). Clients are
+created, started and stopped inside the asyncio loop, and always stopped in `finally`: an
+unstopped aiokafka client makes trio-asyncio fail the whole run.
+
+aiokafka's errors are translated into ours here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiokafka
+import aiokafka.errors
+import trio
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from trio_asyncio import aio_as_trio
+
+from plugin_server.errors import ServiceUnavailable, StorageError
+
+# Producer: wait for all in-sync replicas, so "acked" means durable; batch for up to 5 ms.
+PRODUCER_OPTIONS = {"acks": "all", "linger_ms": 5, "max_batch_size": 1 << 20, "enable_idempotence": False}
+# A single capture message may be large (PostHog allows ~1 MB); fetch up to 16 MB per partition.
+FETCH_MAX_PARTITION_BYTES = 16 << 20
+START_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumed Kafka message: what the pipeline needs and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One message to produce."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+
+
+class CommitFailed(Exception):
+    """The group rebalanced before we could commit; the new owner re-reads those messages."""
+
+
+def _translate(exc: BaseException, what: str) -> Exception:
+    if isinstance(exc, aiokafka.errors.CommitFailedError | aiokafka.errors.RebalanceInProgressError):
+        return CommitFailed(str(exc))
+    if isinstance(exc, aiokafka.errors.KafkaError) and not getattr(exc, "retriable", False):
+        if isinstance(exc, aiokafka.errors.KafkaConnectionError | aiokafka.errors.KafkaTimeoutError):
+            return ServiceUnavailable("kafka", f"{what}: {exc!r}")
+        return StorageError("kafka", f"{what}: {exc!r}")
+    return ServiceUnavailable("kafka", f"{what}: {exc!r}")
+
+
+_TRANSLATED = (aiokafka.errors.KafkaError, OSError, asyncio.TimeoutError)
+
+
+class KafkaConsumer:
+    """A started consumer-group member. Offsets are committed only by `commit`."""
+
+    def __init__(self, consumer: aiokafka.AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> list[Message]:
+        """Up to `max_records` messages, in offset order within each partition."""
+        try:
+            batches = await aio_as_trio(self._consumer.getmany)(timeout_ms=timeout_ms, max_records=max_records)
+        except _TRANSLATED as exc:
+            raise _translate(exc, "fetch") from exc
+        return [
+            Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+            for records in batches.values()
+            for m in records
+        ]
+
+    async def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit `offsets`: (topic, partition) -> the next offset to read."""
+        if not offsets:
+            return
+        tps = {aiokafka.TopicPartition(t, p): o for (t, p), o in offsets.items()}
+        try:
+            await aio_as_trio(self._consumer.commit)(tps)
+        except _TRANSLATED as exc:
+            raise _translate(exc, "commit") from exc
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Messages not yet consumed, per assigned partition (end offset minus position)."""
+
+        async def measure() -> dict[tuple[str, int], int]:
+            tps = list(self._consumer.assignment())
+            if not tps:
+                return {}
+            ends = await self._consumer.end_offsets(tps)
+            return {(tp.topic, tp.partition): max(0, ends[tp] - await self._consumer.position(tp)) for tp in tps}
+
+        try:
+            return await aio_as_trio(measure)()
+        except _TRANSLATED as exc:
+            raise _translate(exc, "lag") from exc
+
+
+@asynccontextmanager
+async def open_consumer(
+    *, hosts: str, topics: Sequence[str], group_id: str, client_id: str, max_partition_fetch_bytes: int = FETCH_MAX_PARTITION_BYTES
+) -> AsyncIterator[KafkaConsumer]:
+    """A consumer-group member subscribed to `topics`, ready once partitions are assigned."""
+
+    async def start() -> aiokafka.AIOKafkaConsumer:
+        consumer = aiokafka.AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=hosts,
+            group_id=group_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=max_partition_fetch_bytes,
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
+
+    try:
+        with trio.fail_after(START_TIMEOUT_SECONDS):
+            consumer = await aio_as_trio(start)()
+    except trio.TooSlowError as exc:
+        raise ServiceUnavailable("kafka", f"consumer did not start within {START_TIMEOUT_SECONDS}s") from exc
+    except _TRANSLATED as exc:
+        raise _translate(exc, "consumer start") from exc
+    try:
+        yield KafkaConsumer(consumer)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await aio_as_trio(consumer.stop)()
+
+
+class KafkaProducer:
+    """A started producer. `send_batch` returns once every record is acknowledged."""
+
+    def __init__(self, producer: aiokafka.AIOKafkaProducer) -> None:
+        self._producer = producer
+
+    async def send_batch(self, records: Iterable[Record]) -> None:
+        records = list(records)
+        if not records:
+            return
+
+        async def send_all() -> None:
+            futures = [await self._producer.send(r.topic, r.value, key=r.key) for r in records]
+            await asyncio.gather(*futures)
+
+        try:
+            await aio_as_trio(send_all)()
+        except _TRANSLATED as exc:
+            raise _translate(exc, "produce") from exc
+
+
+@asynccontextmanager
+async def open_producer(*, hosts: str, client_id: str) -> AsyncIterator[KafkaProducer]:
+    async def start() -> aiokafka.AIOKafkaProducer:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=hosts, client_id=client_id, **PRODUCER_OPTIONS)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    try:
+        with trio.fail_after(START_TIMEOUT_SECONDS):
+            producer = await aio_as_trio(start)()
+    except trio.TooSlowError as exc:
+        raise ServiceUnavailable("kafka", f"producer did not start within {START_TIMEOUT_SECONDS}s") from exc
+    except _TRANSLATED as exc:
+        raise _translate(exc, "producer start") from exc
+    try:
+        yield KafkaProducer(producer)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await aio_as_trio(producer.stop)()
+
+
+async def ensure_topics(*, hosts: str, topics: Sequence[str], partitions: int) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+
+    async def create() -> list[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=hosts, client_id="plugin-server-migrate")
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in topics if t not in existing]
+            if missing:
+                await admin.create_topics(
+                    [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+            return missing
+        finally:
+            await admin.close()
+
+    try:
+        with trio.fail_after(START_TIMEOUT_SECONDS):
+            return await aio_as_trio(create)()
+    except trio.TooSlowError as exc:
+        raise ServiceUnavailable("kafka", "topic creation timed out") from exc
+    except _TRANSLATED as exc:
+        raise _translate(exc, "create topics") from exc

@@ -1,0 +1,69 @@
+"""Redis adapter: redis.asyncio behind a trio interface.
+
+Used for caches, locks and pub/sub by later capabilities; today the server checks it at start-up
+and in health. redis' errors are translated into ours here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+import trio
+from trio_asyncio import aio_as_trio
+
+from plugin_server.errors import ServiceUnavailable, StorageError
+
+SOCKET_TIMEOUT_SECONDS = 5.0
+
+
+def _translate(exc: BaseException, what: str) -> Exception:
+    if isinstance(exc, redis.exceptions.ResponseError):
+        return StorageError("redis", f"{what}: {exc}")
+    return ServiceUnavailable("redis", f"{what}: {exc!r}")
+
+
+_TRANSLATED = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+
+
+class Redis:
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._client = client
+
+    async def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await aio_as_trio(getattr(self._client, method))(*args, **kwargs)
+        except _TRANSLATED as exc:
+            raise _translate(exc, what) from exc
+
+    async def ping(self) -> bool:
+        return bool(await self._call("ping", "ping"))
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._call("get", "get", key)
+
+    async def set(self, key: str, value: bytes | str, *, ttl_seconds: float | None = None) -> None:
+        px = int(ttl_seconds * 1000) if ttl_seconds is not None else None
+        await self._call("set", "set", key, value, px=px)
+
+    async def delete(self, *keys: str) -> int:
+        return int(await self._call("delete", "delete", *keys))
+
+
+@asynccontextmanager
+async def open_redis(url: str) -> AsyncIterator[Redis]:
+    async def create() -> redis.asyncio.Redis:
+        return redis.asyncio.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=SOCKET_TIMEOUT_SECONDS
+        )
+
+    client = await aio_as_trio(create)()
+    try:
+        yield Redis(client)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await aio_as_trio(client.aclose)()

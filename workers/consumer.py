@@ -1,0 +1,157 @@
+"""The batch consumer loop shared by the ingestion worker and the ClickHouse writer.
+
+Resources: opens its own Kafka consumer-group member and closes it on every exit path.
+Delivery: at-least-once. A batch's offsets are committed only after `handle(batch)` returned,
+which means everything it produced is durable. A commit lost to a rebalance is counted and
+logged: the new owner re-reads those messages, and deduplication makes that harmless.
+Errors: a retryable error from `handle` (a service is down) pauses and retries the same batch
+with backoff, committing nothing, for as long as it takes; any other error propagates to the
+supervisor. Stop: `request_stop()` lets the batch in flight finish and commit, then `run`
+returns; with `drain=True` it first keeps consuming until its partitions have no lag.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from plugin_server import logs, metrics
+from plugin_server.retry import BATCH_RETRY, Backoff
+from plugin_server.storage.kafka import CommitFailed, Message, open_consumer
+
+log = logs.get(__name__)
+# How often an idle consumer refreshes its lag gauge (a metadata round trip).
+LAG_REFRESH_SECONDS = 5.0
+
+
+@dataclass
+class ConsumerStatus:
+    """What health checks and `/_ready` read about one consumer loop."""
+
+    name: str
+    assigned: bool = False
+    running: bool = False
+    last_poll: float = field(default_factory=time.monotonic)
+    last_progress: float = field(default_factory=time.monotonic)
+    lag: int | None = None
+    consumed: int = 0
+    retrying: str | None = None
+
+
+def next_offsets(batch: Sequence[Message]) -> dict[tuple[str, int], int]:
+    """The offsets to commit after `batch`: per partition, one past the highest offset seen."""
+    offsets: dict[tuple[str, int], int] = {}
+    for m in batch:
+        key = (m.topic, m.partition)
+        if m.offset + 1 > offsets.get(key, -1):
+            offsets[key] = m.offset + 1
+    return offsets
+
+
+class BatchConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        hosts: str,
+        topics: Sequence[str],
+        group_id: str,
+        batch_size: int,
+        batch_wait_ms: int,
+        handle: Callable[[list[Message]], Awaitable[None]],
+        retry: Backoff = BATCH_RETRY,
+    ) -> None:
+        self.status = ConsumerStatus(name)
+        self._hosts = hosts
+        self._topics = list(topics)
+        self._group_id = group_id
+        self._batch_size = batch_size
+        self._batch_wait_ms = batch_wait_ms
+        self._handle = handle
+        self._retry = retry
+        self._stop_requested = False
+        self._drain = False
+        self._lag_checked = 0.0
+
+    def request_stop(self, *, drain: bool = False) -> None:
+        self._stop_requested = True
+        self._drain = self._drain or drain
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        client_id = f"plugin-server-{self.status.name}"
+        async with open_consumer(
+            hosts=self._hosts, topics=self._topics, group_id=self._group_id, client_id=client_id
+        ) as consumer:
+            self.status.running = True
+            task_status.started(self)
+            log.info("consumer started", consumer=self.status.name, topics=self._topics, group=self._group_id)
+            try:
+                await self._loop(consumer)
+            finally:
+                self.status.running = False
+                log.info("consumer stopped", consumer=self.status.name, consumed=self.status.consumed)
+
+    async def _loop(self, consumer) -> None:  # noqa: ANN001 - storage.kafka.KafkaConsumer
+        while not (self._stop_requested and not self._drain):
+            batch = await self._retrying("fetch", lambda: consumer.getmany(
+                timeout_ms=self._batch_wait_ms, max_records=self._batch_size
+            ))
+            now = time.monotonic()
+            self.status.last_poll = now
+            self.status.assigned = bool(consumer.assignment())
+            if not batch:
+                self.status.last_progress = now
+                if self._stop_requested or now - self._lag_checked > LAG_REFRESH_SECONDS:
+                    lag = await self._measure_lag(consumer)
+                    if self._stop_requested and (lag == 0 or not self.status.assigned):
+                        log.info("consumer drained", consumer=self.status.name)
+                        return
+                continue
+            started = time.perf_counter()
+            metrics.BATCH_SIZE.observe(len(batch))
+            await self._retrying("batch", lambda: self._handle(batch))
+            try:
+                await consumer.commit(next_offsets(batch))
+            except CommitFailed as exc:
+                metrics.COMMITS_FAILED.labels(self._group_id).inc()
+                log.warning("commit lost to a rebalance; messages will be re-read", consumer=self.status.name, error=str(exc))
+            self.status.consumed += len(batch)
+            self.status.last_progress = time.monotonic()
+            metrics.BATCH_SECONDS.labels(self.status.name).observe(time.perf_counter() - started)
+
+    async def _measure_lag(self, consumer) -> int | None:  # noqa: ANN001
+        self._lag_checked = time.monotonic()
+        try:
+            per_partition = await consumer.lag()
+        except Exception as exc:  # noqa: BLE001 - lag is informational; the next fetch surfaces real faults
+            log.warning("could not measure lag", consumer=self.status.name, error=str(exc))
+            return None
+        for (topic, partition), value in per_partition.items():
+            metrics.CONSUMER_LAG.labels(self._group_id, topic, str(partition)).set(value)
+        self.status.lag = sum(per_partition.values()) if per_partition or self.status.assigned else None
+        return self.status.lag
+
+    async def _retrying(self, what: str, fn):  # noqa: ANN001, ANN202
+        attempts = 0
+        while True:
+            try:
+                result = await fn()
+            except Exception as exc:
+                attempts += 1
+                delay = self._retry.decide(exc, attempts)
+                if delay is None:
+                    raise
+                service = getattr(exc, "service", "pipeline")
+                metrics.BATCH_RETRIES.labels(self.status.name, service).inc()
+                self.status.retrying = str(exc)
+                log.warning(
+                    "transient failure, retrying", consumer=self.status.name, step=what, attempt=attempts,
+                    delay_s=round(delay, 3), error=str(exc),
+                )  # fmt: skip
+                await trio.sleep(delay)
+                continue
+            self.status.retrying = None
+            return result

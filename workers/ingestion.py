@@ -1,0 +1,48 @@
+"""The ingestion worker: one consumer of the ingestion topic, the pipeline, and a sink.
+
+For each batch, in order (a checkpoint): run the pipeline; hand its rows to the sink and flush
+it (durable); produce dead letters and any rows ClickHouse refused to the dead letter topic and
+wait for the acks; only then does the consumer loop commit the batch's offsets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from plugin_server import logs, metrics
+from plugin_server.ingestion.dead_letter import REJECTED_BY_CLICKHOUSE, rejected_row_message
+from plugin_server.ingestion.pipeline import IngestionPipeline
+from plugin_server.sinks import Sink
+from plugin_server.storage.kafka import KafkaProducer, Message, Record
+
+log = logs.get(__name__)
+
+
+class IngestionHandler:
+    """`handle(batch)` for the ingestion topic's BatchConsumer."""
+
+    def __init__(self, *, pipeline: IngestionPipeline, sink: Sink, producer: KafkaProducer, dead_letter_topic: str) -> None:
+        self._pipeline = pipeline
+        self._sink = sink
+        self._producer = producer
+        self._dlq_topic = dead_letter_topic
+
+    async def __call__(self, batch: list[Message]) -> None:
+        self._sink.reset()  # a retried batch starts again from its messages
+        out = await self._pipeline.process(batch)
+        for source, row in out.rows:
+            self._sink.add(row, topic=source.topic, partition=source.partition, offset=source.offset)
+        rejected = await self._sink.flush()
+        now = dt.datetime.now(dt.timezone.utc)
+        dead = [value for _, value in out.dead_letters] + [
+            rejected_row_message(line=r.row.line, error=r.error, location="clickhouse_insert", at=now) for r in rejected
+        ]
+        await self._producer.send_batch(Record(self._dlq_topic, value) for value in dead)
+        # Counted only now that the batch is durable, so a retried batch is not counted twice.
+        out.count()
+        metrics.MESSAGES_CONSUMED.inc(len(batch))
+        metrics.EVENTS_INGESTED.inc(sum(1 for _, row in out.rows if row.table == "events") - len(rejected))
+        for r in rejected:
+            metrics.EVENTS_DEAD_LETTERED.labels(REJECTED_BY_CLICKHOUSE).inc()
+            log.error("clickhouse refused a row", table=r.row.table, error=r.error)
+
