@@ -136,6 +136,9 @@ class Settings:
     clickhouse_json_events_kafka_topic: str = setting(
         "clickhouse_events_json", _topic, "Topic of ClickHouse event rows (kafka sink and writer)."
     )
+    clickhouse_ingestion_warnings_kafka_topic: str = setting(
+        "clickhouse_ingestion_warnings", _topic, "Topic of ingestion warning rows (kafka sink and writer)."
+    )
     kafka_consumer_group: str = setting("ingestion", _text, "Consumer group of the ingestion workers.")
     kafka_writer_group: str = setting("clickhouse-writer", _text, "Consumer group of the ClickHouse writer.")
     clickhouse_url: str = setting(

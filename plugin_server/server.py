@@ -35,12 +35,11 @@ log = logs.get(__name__)
 
 # Modes whose capability exists today; the others are named so the CLI can say "not yet".
 RUNNABLE_MODES = ("all", "ingestion", "writer")
-WARNINGS_TOPIC = "clickhouse_ingestion_warnings"
 
 
 def row_topics(settings: Settings) -> dict[str, str]:
     """ClickHouse table -> the topic the Kafka sink produces its rows to."""
-    return {EVENTS_TABLE: settings.clickhouse_json_events_kafka_topic, WARNINGS_TABLE: WARNINGS_TOPIC}
+    return {EVENTS_TABLE: settings.clickhouse_json_events_kafka_topic, WARNINGS_TABLE: settings.clickhouse_ingestion_warnings_kafka_topic}
 
 
 @dataclass(frozen=True)

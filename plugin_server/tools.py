@@ -18,7 +18,7 @@ from plugin_server import synth
 from plugin_server.config import Settings
 from plugin_server.errors import PluginServerError
 from plugin_server.migrations import migrate_clickhouse, migrate_postgres
-from plugin_server.server import WARNINGS_TOPIC
+from plugin_server.server import row_topics
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import Record, ensure_topics, open_producer
 from plugin_server.storage.postgres import open_postgres
@@ -31,12 +31,7 @@ SYNTH_CHUNK = 5000  # messages per producer round trip (one trio-asyncio crossin
 
 
 def topics_of(settings: Settings) -> list[str]:
-    return [
-        settings.kafka_consumption_topic,
-        settings.kafka_dead_letter_topic,
-        settings.clickhouse_json_events_kafka_topic,
-        WARNINGS_TOPIC,
-    ]
+    return [settings.kafka_consumption_topic, settings.kafka_dead_letter_topic, *row_topics(settings).values()]
 
 
 async def migrate(settings: Settings, *, clickhouse: bool = True) -> dict[str, list[str]]:

@@ -222,3 +222,27 @@ async def ensure_topics(*, hosts: str, topics: Sequence[str], partitions: int) -
         raise ServiceUnavailable("kafka", "topic creation timed out") from exc
     except _TRANSLATED as exc:
         raise _translate(exc, "create topics") from exc
+
+
+async def topic_end_offsets(*, hosts: str, topic: str) -> dict[int, int]:
+    """Per partition, the offset the next message will get (how many were ever written)."""
+
+    async def measure() -> dict[int, int]:
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=hosts, client_id="plugin-server-offsets")
+        await consumer.start()
+        try:
+            partitions = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - metadata refresh
+            ids = partitions.partitions_for_topic(topic) or set()
+            tps = [aiokafka.TopicPartition(topic, p) for p in sorted(ids)]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            return {tp.partition: offset for tp, offset in ends.items()}
+        finally:
+            await consumer.stop()
+
+    try:
+        with trio.fail_after(START_TIMEOUT_SECONDS):
+            return await aio_as_trio(measure)()
+    except trio.TooSlowError as exc:
+        raise ServiceUnavailable("kafka", "end offsets timed out") from exc
+    except _TRANSLATED as exc:
+        raise _translate(exc, "end offsets") from exc

@@ -1,0 +1,216 @@
+"""The storage adapters against real Postgres, Redis, Kafka and ClickHouse (chDB or a server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+import trio
+
+from plugin_server.embedded.stack import free_port
+from plugin_server.errors import ServiceUnavailable, StorageError
+from plugin_server.migrations import load, migrate_clickhouse, migrate_postgres
+from plugin_server.storage.clickhouse import open_clickhouse
+from plugin_server.storage.kafka import Record, ensure_topics, open_consumer, open_producer
+from plugin_server.storage.postgres import open_postgres
+from plugin_server.storage.redis import open_redis
+from plugin_server.storage.teams import TeamStore
+
+# --- Postgres ---------------------------------------------------------------------------------
+
+
+async def test_postgres_migrations_are_idempotent(aio, services):
+    async with open_postgres(services.database_url, max_size=2) as pg:
+        assert await migrate_postgres(pg) == []  # the session applied them already
+        names = {r["name"] for r in await pg.fetch("SELECT name FROM plugin_server_migrations")}
+        assert {m.name for m in load("postgres")} <= names
+        tables = {r["tablename"] for r in await pg.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"posthog_team", "posthog_person", "posthog_persondistinctid", "posthog_pluginconfig", "plugin_server_jobs"} <= tables
+
+
+async def test_concurrent_migrators_do_not_collide(aio, services):
+    async with open_postgres(services.database_url, max_size=4) as pg:
+        results = []
+
+        async def run() -> None:
+            results.append(await migrate_postgres(pg))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(run)
+        assert results == [[], [], []]
+
+
+async def test_team_store_creates_unique_tokens_and_finds_them(aio, services):
+    async with open_postgres(services.database_url, max_size=2) as pg:
+        store = TeamStore(pg=pg)
+        a, b = await store.create("a"), await store.create("b")
+        assert a.api_token != b.api_token and a.api_token.startswith("phc_")
+        found = await store.by_tokens([a.api_token, b.api_token, "phc_nobody"])
+        assert {t.id for t in found} == {a.id, b.id}
+        assert [t.name for t in await store.by_ids([a.id])] == ["a"]
+
+
+async def test_postgres_errors_are_translated(aio, services):
+    async with open_postgres(services.database_url, max_size=1) as pg:
+        with pytest.raises(StorageError, match="SQLSTATE 42P01"):
+            await pg.fetch("SELECT * FROM no_such_table")
+    with pytest.raises(ServiceUnavailable):
+        async with open_postgres(f"postgres://postgres@127.0.0.1:{free_port()}/posthog", max_size=1):
+            pass
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+async def test_redis_roundtrip_and_ttl(aio, services):
+    async with open_redis(services.redis_url) as redis:
+        assert await redis.ping()
+        key = f"test:{uuid.uuid4()}"
+        await redis.set(key, "value", ttl_seconds=0.2)
+        assert await redis.get(key) == b"value"
+        await trio.sleep(0.4)
+        assert await redis.get(key) is None
+
+
+async def test_redis_unreachable_is_service_unavailable(aio):
+    async with open_redis(f"redis://127.0.0.1:{free_port()}/0") as redis:
+        with pytest.raises(ServiceUnavailable):
+            await redis.ping()
+
+
+# --- Kafka ------------------------------------------------------------------------------------
+
+
+async def test_kafka_produce_consume_commit_and_lag(aio, services, unique):
+    topic = f"t{unique}_roundtrip"
+    assert await ensure_topics(hosts=services.kafka_hosts, topics=[topic], partitions=2) == [topic]
+    assert await ensure_topics(hosts=services.kafka_hosts, topics=[topic], partitions=2) == []
+    async with open_producer(hosts=services.kafka_hosts, client_id="test") as producer:
+        await producer.send_batch(Record(topic, f"v{i}".encode(), f"k{i % 5}".encode()) for i in range(50))
+    seen = []
+    with trio.fail_after(60):
+        async with open_consumer(hosts=services.kafka_hosts, topics=[topic], group_id=f"g{unique}", client_id="t") as consumer:
+            while len(seen) < 50:
+                batch = await consumer.getmany(timeout_ms=200, max_records=20)
+                seen.extend(batch)
+                if batch:
+                    last = {}
+                    for m in batch:
+                        last[(m.topic, m.partition)] = m.offset + 1
+                    await consumer.commit(last)
+            assert sum((await consumer.lag()).values()) == 0
+    assert sorted(m.value for m in seen) == sorted(f"v{i}".encode() for i in range(50))
+    # A key always lands on one partition, and offsets rise within a partition.
+    partitions_of_key: dict[bytes, set[int]] = {}
+    for m in seen:
+        partitions_of_key.setdefault(m.key, set()).add(m.partition)
+    assert all(len(p) == 1 for p in partitions_of_key.values())
+    # Committed: a new member of the group starts after everything.
+    with trio.fail_after(60):
+        async with open_consumer(hosts=services.kafka_hosts, topics=[topic], group_id=f"g{unique}", client_id="t2") as again:
+            assert await again.getmany(timeout_ms=500, max_records=100) == []
+
+
+async def test_kafka_unreachable_is_service_unavailable(aio, monkeypatch):
+    monkeypatch.setattr("plugin_server.storage.kafka.START_TIMEOUT_SECONDS", 3.0)
+    with pytest.raises(ServiceUnavailable):
+        async with open_producer(hosts=f"127.0.0.1:{free_port()}", client_id="test"):
+            pass
+
+
+# --- ClickHouse -------------------------------------------------------------------------------
+
+
+async def test_clickhouse_migrations_insert_dedup_and_readonly_queries(aio, services):
+    async with open_clickhouse(services.clickhouse_url) as ch:
+        await migrate_clickhouse(ch)
+        assert await migrate_clickhouse(ch) == []
+        table = f"dedup_{uuid.uuid4().hex[:8]}"
+        await ch.command(
+            f"CREATE TABLE {table} (id UInt32, v String) ENGINE = MergeTree ORDER BY id "
+            "SETTINGS non_replicated_deduplication_window = 100"
+        )
+        block = b'{"id":1,"v":"a"}\n{"id":2,"v":"b"}'
+        await ch.insert_json(table, ["id", "v"], block, dedup_token="batch-1")
+        await ch.insert_json(table, ["id", "v"], block, dedup_token="batch-1")  # a retry: ignored
+        assert await ch.query_rows(f"SELECT count() FROM {table}") == [(2,)]
+        await ch.insert_json(table, ["id", "v"], block, dedup_token="batch-2")
+        assert await ch.query_rows(f"SELECT count() FROM {table}") == [(4,)]
+
+        assert await ch.query_json(f"SELECT id FROM {table} ORDER BY id LIMIT 1;") == b'{"id":1}\n'
+        for attack in (
+            f"INSERT INTO {table} VALUES (9, 'x')",
+            f"SELECT 1; DROP TABLE {table}",
+            f"DROP TABLE {table}",
+            "SET readonly = 0",
+        ):
+            with pytest.raises(StorageError):
+                await ch.query_json(attack)
+        assert await ch.query_rows(f"SELECT count() FROM {table}") == [(4,)]
+        # The ingestion connection is not affected by the reader's read-only mode.
+        await ch.insert_json(table, ["id", "v"], b'{"id":3,"v":"c"}', dedup_token="batch-3")
+        assert await ch.query_rows(f"SELECT count() FROM {table}") == [(5,)]
+        with pytest.raises(StorageError):
+            await ch.query_json("SELECT nonsense(")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="chDB runs on Linux here")
+async def test_second_process_on_a_chdb_directory_gets_a_clear_error(aio, tmp_path, services):
+    if services.external:
+        pytest.skip("uses chDB; the session is using a ClickHouse server")
+    path = tmp_path / "ch"
+    async with open_clickhouse(f"chdb://{path}"):
+        script = textwrap.dedent(
+            f"""
+            import trio, sys
+            from plugin_server.storage.clickhouse import open_clickhouse
+            from plugin_server.errors import EngineLocked
+            async def main():
+                try:
+                    async with open_clickhouse("chdb://{path}"):
+                        print("opened")
+                except EngineLocked as exc:
+                    print("locked:", exc)
+            trio.run(main)
+            """
+        )
+        result = await trio.run_process([sys.executable, "-c", script], capture_stdout=True, capture_stderr=True)
+    out = result.stdout.decode()
+    assert out.startswith("locked:") and str(path) in out, (out, result.stderr.decode()[-2000:])
+
+
+def test_stack_children_die_with_their_parent(tmp_path):
+    """PR_SET_PDEATHSIG: a SIGKILLed dev leaves no orphans (checked with one real child)."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from plugin_server.embedded.stack import EmbeddedStack
+        stack = EmbeddedStack(Path({str(tmp_path)!r}), prefer_default_ports=False)
+        stack.data_dir = stack.data_dir.resolve(); (stack.data_dir / "logs").mkdir(parents=True)
+        from plugin_server.embedded.stack import _binaries, free_port
+        stack._start_redis(_binaries()["redis"], free_port())
+        print(stack.pids()["redis"], flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    with parent.stdout:
+        child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    for _ in range(100):
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                if f.read().split()[2] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"redis-server {child} outlived its killed parent")
