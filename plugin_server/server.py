@@ -23,7 +23,8 @@ from plugin_server.ingestion.pipeline import IngestionPipeline
 from plugin_server.ingestion.row import EVENTS_TABLE, WARNINGS_TABLE
 from plugin_server.ingestion.teams import TeamCache
 from plugin_server.sinks import DirectSink, KafkaSink
-from plugin_server.storage.clickhouse import open_clickhouse
+from plugin_server.migrations import SchemaOutdated, migrate_clickhouse, pending_clickhouse, pending_postgres
+from plugin_server.storage.clickhouse import ClickHouse, open_clickhouse
 from plugin_server.storage.kafka import open_producer
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
@@ -81,10 +82,14 @@ class Server:
         p = plan(s)
         async with contextlib.AsyncExitStack() as stack:
             clickhouse = await stack.enter_async_context(open_clickhouse(s.clickhouse_url)) if p.opens_clickhouse else None
+            if clickhouse is not None:
+                await self._check_clickhouse_schema(clickhouse)
             producer = await stack.enter_async_context(open_producer(hosts=s.kafka_hosts, client_id="plugin-server"))
             stages: list[list[BatchConsumer]] = []
             if p.ingestion:
                 pg = await stack.enter_async_context(open_postgres(s.database_url))
+                if pending := await pending_postgres(pg):
+                    raise SchemaOutdated("Postgres", pending)
                 store = TeamStore(pg=pg)
                 teams = TeamCache(
                     fetch_by_tokens=store.by_tokens, fetch_by_ids=store.by_ids, ttl_seconds=s.team_cache_ttl_seconds
@@ -125,6 +130,15 @@ class Server:
                     consumers.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
         log.info("server stopped")
+
+    @staticmethod
+    async def _check_clickhouse_schema(clickhouse: ClickHouse) -> None:
+        """An embedded engine can only be migrated by the process that holds it: this one."""
+        if clickhouse.embedded:
+            if applied := await migrate_clickhouse(clickhouse):
+                log.info("migrated the embedded ClickHouse", applied=applied)
+        elif pending := await pending_clickhouse(clickhouse):
+            raise SchemaOutdated("ClickHouse", pending)
 
     def _consumer(self, name: str, topics: list[str], group: str, handler) -> BatchConsumer:  # noqa: ANN001
         s = self._settings

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
+from plugin_server.errors import PluginServerError
 from plugin_server.storage.clickhouse import ClickHouse
 from plugin_server.storage.postgres import Postgres
 
@@ -59,6 +60,27 @@ def split_statements(sql: str) -> list[str]:
     if tail:
         statements.append(tail)
     return [s for s in statements if s]
+
+
+class SchemaOutdated(PluginServerError):
+    """The database lacks migrations this version needs."""
+
+    def __init__(self, database: str, pending: list[str]) -> None:
+        self.database = database
+        self.pending = pending
+        super().__init__(f"{database} lacks migrations {', '.join(pending)}: run `plugin-server --migrate` first")
+
+
+async def pending_postgres(pg: Postgres) -> list[str]:
+    exists = await pg.fetchval("SELECT to_regclass('plugin_server_migrations') IS NOT NULL")
+    done = {r["name"] for r in await pg.fetch(PG_APPLIED)} if exists else set()
+    return [m.name for m in load("postgres") if m.name not in done]
+
+
+async def pending_clickhouse(ch: ClickHouse) -> list[str]:
+    exists = await ch.query_rows("EXISTS TABLE plugin_server_migrations")
+    done = {row[0] for row in await ch.query_rows(CH_APPLIED)} if exists and exists[0][0] else set()
+    return [m.name for m in load("clickhouse") if m.name not in done]
 
 
 async def migrate_postgres(pg: Postgres) -> list[str]:

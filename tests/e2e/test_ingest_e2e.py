@@ -1,0 +1,120 @@
+"""Real server processes: Kafka in, ClickHouse out; dead letters; the Kafka sink with the writer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import trio
+import trio_asyncio
+
+from plugin_server import synth
+from plugin_server.embedded.stack import free_port
+from plugin_server.storage.kafka import Record, ensure_topics, open_consumer, open_producer
+from tests.e2e.conftest import query, wait_until
+
+EVENTS = 1000
+
+
+def produce(hosts: str, topic: str, values: list[tuple[bytes | None, bytes]]) -> None:
+    """Produce with a real aiokafka producer, as capture does."""
+
+    async def main() -> None:
+        async with trio_asyncio.open_loop():
+            await ensure_topics(hosts=hosts, topics=[topic], partitions=4)
+            async with open_producer(hosts=hosts, client_id="e2e-capture") as producer:
+                await producer.send_batch(Record(topic, value, key) for key, value in values)
+
+    trio.run(main)
+
+
+def read_topic(hosts: str, topic: str, expected: int, group: str) -> list[dict]:
+    async def main() -> list[dict]:
+        seen: list[dict] = []
+        async with trio_asyncio.open_loop():
+            with trio.move_on_after(60):
+                async with open_consumer(hosts=hosts, topics=[topic], group_id=group, client_id="e2e") as consumer:
+                    while len(seen) < expected:
+                        seen.extend(json.loads(m.value) for m in await consumer.getmany(timeout_ms=200, max_records=500))
+        return seen
+
+    return trio.run(main)
+
+
+def count_events(env: dict[str, str], team_id: int) -> int:
+    return int(query(f"SELECT count() AS c FROM events WHERE team_id = {team_id}", env)[0]["c"])
+
+
+def test_thousand_events_land_exactly_once_with_the_right_fields(server_env, start_server, team):
+    messages = list(synth.generate(token=team["api_token"], events=EVENTS, persons=50, seed=11, now=dt.datetime.now(dt.UTC)))
+    server = start_server(server_env)
+    server.wait_ready()
+    produce(server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"], [(m.key, m.value) for m in messages])
+
+    wait_until(lambda: count_events(server_env, team["id"]) >= EVENTS, 90, "1000 rows in ClickHouse")
+    rows = query(
+        "SELECT toString(uuid) AS uuid, event, distinct_id, team_id, properties, elements_chain, "
+        "toUnixTimestamp64Milli(timestamp) AS ts_ms, toString(person_id) AS person_id "
+        f"FROM events WHERE team_id = {team['id']}",
+        server_env,
+    )
+    assert server.stop() == 0, server.log()
+
+    assert len(rows) == EVENTS
+    by_uuid = {r["uuid"]: r for r in rows}
+    assert set(by_uuid) == {m.uuid for m in messages}
+    now_ms = dt.datetime.now(dt.UTC).timestamp() * 1000
+    for m in messages:
+        row, envelope = by_uuid[m.uuid], json.loads(m.value)
+        data = json.loads(envelope["data"])
+        assert (row["event"], row["distinct_id"], row["team_id"]) == (m.event, envelope["distinct_id"], team["id"])
+        properties = json.loads(row["properties"])
+        for key, value in data["properties"].items():
+            if key not in ("$set", "$set_once"):
+                assert properties[key] == value, key
+        assert properties["$ip"] == envelope["ip"]
+        # synth spreads events over the hour before now; skew correction keeps them within minutes of it
+        assert now_ms - 2 * 3600 * 1000 < int(row["ts_ms"]) < now_ms + 10 * 60 * 1000
+    assert "stopping gracefully" in server.log() and "server stopped" in server.log()
+
+
+def test_garbage_is_dead_lettered_and_good_events_still_arrive(server_env, start_server, team, unique):
+    good = list(synth.generate(token=team["api_token"], events=100, seed=12, now=dt.datetime.now(dt.UTC)))
+    garbage = list(synth.garbage(count=2 * len(synth.GARBAGE_KINDS), seed=3))
+    server = start_server(server_env)
+    server.wait_ready()
+    mixed: list[tuple[bytes | None, bytes]] = []
+    for i, m in enumerate(good):
+        mixed.append((m.key, m.value))
+        if i < len(garbage):
+            mixed.append((None, garbage[i]))
+    produce(server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"], mixed)
+
+    wait_until(lambda: count_events(server_env, team["id"]) >= len(good), 90, "the good events")
+    dead = read_topic(server_env["KAFKA_HOSTS"], server_env["KAFKA_DEAD_LETTER_TOPIC"], len(garbage), f"dlq{unique}")
+    landed = count_events(server_env, team["id"])
+    assert server.stop() == 0, server.log()
+
+    assert landed == len(good)
+    assert len(dead) == len(garbage)
+    assert sorted(d["raw_payload"] for d in dead) == sorted(g.decode("utf-8", errors="replace") for g in garbage)
+    for d in dead:
+        assert d["reason"] and d["error"] and d["kafka_topic"] == server_env["KAFKA_CONSUMPTION_TOPIC"]
+
+
+def test_kafka_sink_with_a_separate_writer_process(server_env, start_server, team):
+    messages = list(synth.generate(token=team["api_token"], events=300, seed=13, now=dt.datetime.now(dt.UTC)))
+    writer_env = dict(server_env)
+    ingest_env = dict(server_env, INGESTION_SINK="kafka", HTTP_PORT=str(free_port()))
+    ingest_env.pop("CLICKHOUSE_URL")  # the ingestion process never opens ClickHouse with the kafka sink
+    writer = start_server(writer_env, "--mode", "writer", name="writer")
+    ingester = start_server(ingest_env, "--mode", "ingestion", name="ingestion")
+    writer.wait_ready()
+    ingester.wait_ready()
+    produce(server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"], [(m.key, m.value) for m in messages])
+
+    wait_until(lambda: count_events(writer_env, team["id"]) >= len(messages), 90, "rows through the writer")
+    uuids = {r["uuid"] for r in query(f"SELECT toString(uuid) AS uuid FROM events WHERE team_id = {team['id']}", writer_env)}
+    assert ingester.stop() == 0, ingester.log()
+    assert writer.stop() == 0, writer.log()
+    assert uuids == {m.uuid for m in messages}

@@ -1,0 +1,116 @@
+import pytest
+
+from plugin_server.errors import (
+    ConfigError,
+    EmbeddedStackError,
+    EngineLocked,
+    PluginServerError,
+    ServiceUnavailable,
+    StorageError,
+)
+from plugin_server.ingestion.pipeline import RetryBatch
+from plugin_server.retry import BATCH_RETRY, Backoff, is_retryable
+
+DOWN = ServiceUnavailable("clickhouse", "connection refused")
+
+
+class RetryableButForeign(Exception):
+    retryable = True
+
+
+class RetryableSubclass(PluginServerError):
+    retryable = True
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (DOWN, True),
+        (RetryBatch("normalize: x"), True),
+        (RetryableSubclass(), True),
+        (StorageError("kafka", "bad request"), False),
+        (ConfigError(variable="V", value="v", expected="e"), False),
+        (EngineLocked("/data"), False),
+        (EmbeddedStackError("x"), False),
+        (PluginServerError("x"), False),
+        (ValueError("x"), False),
+        (RetryableButForeign(), False),
+        (KeyboardInterrupt(), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_is_retryable(error, retryable):
+    assert is_retryable(error) is retryable
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts", "delay"),
+    [
+        (DOWN, 0, 0.1),
+        (DOWN, 1, 0.1),
+        (DOWN, 2, 0.2),
+        (DOWN, 3, 0.4),
+        (DOWN, 9, 25.6),
+        (DOWN, 10, 30.0),
+        (DOWN, 11, 30.0),
+        (DOWN, 1000, 30.0),
+        (RetryBatch("x"), 4, 0.8),
+        (StorageError("clickhouse", "syntax"), 1, None),
+        (ValueError("x"), 1, None),
+        (RetryableButForeign(), 1, None),
+        (StorageError("clickhouse", "syntax"), 1000, None),
+    ],
+    ids=[
+        "zero-attempts", "first", "second", "third", "ninth", "tenth-capped", "eleventh-capped", "thousandth-capped",
+        "retry-batch", "permanent", "foreign", "foreign-retryable-flag", "permanent-late",
+    ],
+)  # fmt: skip
+def test_batch_retry_decides(error, attempts, delay):
+    result = BATCH_RETRY.decide(error, attempts)
+    assert result == (pytest.approx(delay) if delay is not None else None)
+
+
+def test_batch_retry_never_gives_up_by_count_and_never_waits_more_than_the_cap():
+    assert BATCH_RETRY.max_attempts is None
+    delays = [BATCH_RETRY.decide(DOWN, n) for n in range(1, 200)]
+    assert all(d is not None and 0 < d <= BATCH_RETRY.maximum for d in delays)
+    assert delays == sorted(delays)
+    assert delays[-1] == BATCH_RETRY.maximum == 30.0
+
+
+@pytest.mark.parametrize(
+    ("policy", "attempts", "delay"),
+    [
+        (Backoff(initial=1, factor=3, maximum=10, max_attempts=3), 1, 1),
+        (Backoff(initial=1, factor=3, maximum=10, max_attempts=3), 2, 3),
+        (Backoff(initial=1, factor=3, maximum=10, max_attempts=3), 3, None),
+        (Backoff(initial=1, factor=3, maximum=10, max_attempts=3), 4, None),
+        (Backoff(initial=1, factor=3, maximum=5, max_attempts=None), 3, 5),
+        (Backoff(initial=2, factor=1, maximum=10), 50, 2),
+        (Backoff(initial=0.5, maximum=0.25), 1, 0.25),
+        (Backoff(max_attempts=1), 1, None),
+        (Backoff(max_attempts=0), 0, None),
+    ],
+    ids=[
+        "first", "second", "at-max-attempts", "past-max-attempts", "capped", "constant", "cap-below-initial",
+        "single-attempt", "zero-attempts-allowed",
+    ],
+)  # fmt: skip
+def test_custom_policy(policy, attempts, delay):
+    result = policy.decide(DOWN, attempts)
+    assert result == (pytest.approx(delay) if delay is not None else None)
+
+
+def test_max_attempts_does_not_make_permanent_errors_retryable():
+    assert Backoff(max_attempts=100).decide(StorageError("x", "y"), 1) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Backoff.decide computes factor ** (attempts - 1) before capping, which raises "
+    "OverflowError after ~1024 attempts; BATCH_RETRY (max_attempts=None) then crashes the consumer "
+    "after about 8.5 hours of a ClickHouse/Kafka outage instead of waiting it out",
+)
+@pytest.mark.parametrize("attempts", [1025, 10_000])
+def test_long_outage_keeps_the_capped_delay(attempts):
+    assert BATCH_RETRY.decide(DOWN, attempts) == 30.0
