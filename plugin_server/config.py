@@ -76,7 +76,8 @@ def _text(raw: str) -> str:
 
 def _topic(raw: str) -> str:
     value = raw.strip()
-    if not value or len(value) > 249 or not all(c.isalnum() or c in "._-" for c in value):
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not value or len(value) > 249 or value in (".", "..") or not set(value) <= allowed:
         raise ValueError("a Kafka topic name (letters, digits, '.', '_', '-')")
     return value
 

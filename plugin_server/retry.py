@@ -26,7 +26,8 @@ class Backoff:
             return None
         if self.max_attempts is not None and attempts >= self.max_attempts:
             return None
-        return min(self.maximum, self.initial * self.factor ** max(0, attempts - 1))
+        exponent = min(max(0, attempts - 1), 64)  # past the cap anyway; keeps the power finite
+        return min(self.maximum, self.initial * self.factor**exponent)
 
 
 def is_retryable(error: BaseException) -> bool:

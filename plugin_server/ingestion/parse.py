@@ -32,8 +32,13 @@ class Reason:
     BAD_PROPERTIES = "invalid_properties"
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _loads(text: bytes | str) -> Any:
-    return json.loads(text)
+    """Strict JSON, as capture and ClickHouse understand it: NaN and Infinity are refused."""
+    return json.loads(text, parse_constant=_reject_constant)
 
 
 def sanitize_event_name(name: Any) -> str:

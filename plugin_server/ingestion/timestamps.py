@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import math
 from typing import Any
 
 from plugin_server.ingestion.event import IngestionWarning
@@ -39,17 +40,17 @@ def parse_date(value: Any) -> dt.datetime | None:
 
 
 def _offset_ms(value: Any) -> float | None:
-    if isinstance(value, bool):
+    """The offset in milliseconds when it counts, as JavaScript's `if (offset)` decides: zero, NaN,
+    booleans and junk do not. An infinite or overflowing offset counts, and makes the result invalid."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int | float):
-        return float(value) if value else None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if number else None
-    return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    except OverflowError:  # an int too large for a float
+        number = math.inf if int(value) > 0 else -math.inf
+    return None if not number or math.isnan(number) else number
 
 
 def iso(value: dt.datetime) -> str:
@@ -102,7 +103,7 @@ def resolve_timestamp(
     if not stage_done and offset_ms is not None:
         try:
             parsed = now_at - dt.timedelta(milliseconds=offset_ms)
-        except OverflowError:
+        except (OverflowError, ValueError):
             parsed = None
 
     if parsed is not None and parsed - now_at > FUTURE_LIMIT:

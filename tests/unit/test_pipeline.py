@@ -240,11 +240,6 @@ async def test_retry_result_fails_the_whole_batch(tasks, monkeypatch):
     assert all(e.retryable and str(e) == "normalize: postgres down" for e in found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an event whose offset is the string \"NaN\" makes normalize raise ValueError, which "
-    "escapes IngestionPipeline.process: one poison message fails every retry of its batch",
-)
 async def test_nan_offset_does_not_fail_the_batch():
     def nan_offset(envelope: dict, data: dict) -> None:
         data.pop("timestamp", None)
