@@ -172,6 +172,12 @@ class Settings:
     drain_timeout_seconds: float = setting(
         120.0, _float(0.0), "dev: longest a stop waits to ingest what is still queued in the embedded broker."
     )
+    drain_on_stop: bool = setting(
+        False,
+        _bool,
+        "On SIGTERM, consume until there is no lag before stopping (dev: the embedded broker keeps "
+        "messages only in memory).",
+    )
     healthcheck_max_stale_seconds: float = setting(
         7200.0, _float(1.0), "Health fails if a consumer with lag has not progressed for this long."
     )
@@ -197,6 +203,14 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(variable=source, value=raw, expected=str(exc)) from None
         return cls(**values)
+
+    def as_environ(self) -> dict[str, str]:
+        """Every setting as the environment variable that would produce it (for child processes)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name.upper()] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return out
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

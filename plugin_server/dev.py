@@ -71,6 +71,7 @@ def run_dev(environ: Mapping[str, str], data_dir: Path) -> int:
             "HTTP_PORT": str(choose_port(int(environ.get("HTTP_PORT", "6738") or 6738))),
             "PLUGIN_SERVER_ADMIN_TOKEN": _admin_token(data_dir),
             "PLUGIN_SERVER_MODE": "all",
+            "DRAIN_ON_STOP": "true",
         }
         settings = Settings.from_env({**environ, **overrides})
         trio.run(_main, settings, env_path)
@@ -87,7 +88,7 @@ async def _main(settings: Settings, env_path: Path) -> None:
         report = await tools.migrate(settings)
         log.info("migrated", **report)
         team = await _demo_team(settings)
-        server = Server(settings, drain_on_stop=True)
+        server = Server(settings)
 
         async def on_ready(handle: ServerHandle) -> None:
             with trio.move_on_after(READY_TIMEOUT_SECONDS):

@@ -44,13 +44,20 @@ async def serve(
 
             nursery.start_soon(watch_signals)
 
-            async def run_server(*, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-                await server.run(task_status=task_status)
+            class ReadyHook:
+                """The server's task_status: readiness starts `on_ready`. A server stopped during
+                start-up never reports ready, and that is a clean stop, not an error."""
+
+                @staticmethod
+                def started(handle: ServerHandle) -> None:
+                    if on_ready is not None:
+                        nursery.start_soon(on_ready, handle)
+
+            async def run_server() -> None:
+                await server.run(task_status=ReadyHook())
                 nursery.cancel_scope.cancel()
 
-            handle = await nursery.start(run_server)
-            if on_ready is not None:
-                await on_ready(handle)
+            nursery.start_soon(run_server)
 
 
 def run_foreground(server: Server, **kwargs) -> None:  # noqa: ANN003

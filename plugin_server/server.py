@@ -2,16 +2,18 @@
 
 Resources are opened with `async with` and closed on every exit path. Actors are started with
 `nursery.start`, so `run` reports ready only when every consumer is running and the HTTP port is
-bound. Stop (`request_stop`, called on SIGTERM/SIGINT): consumers finish the batch in flight,
-commit and close, ingestion before the writer so the writer still takes what ingestion produced
-last; with `drain=True` each first consumes until its lag is zero (the embedded broker keeps
-messages only in memory). Each stage is bounded by a deadline; what a deadline cuts off stays
+bound. With WORKER_CONCURRENCY > 1, ingestion runs in that many child processes (workers/pool.py)
+instead of in this one. Stop (`request_stop`, called on SIGTERM/SIGINT): consumers finish the batch
+in flight, commit and close, ingestion before the writer so the writer still takes what ingestion
+produced last; with DRAIN_ON_STOP each first consumes until its lag is zero (the embedded broker
+keeps messages only in memory). Each stage is bounded by a deadline; what a deadline cuts off stays
 uncommitted and is re-read on the next start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import trio
@@ -30,6 +32,7 @@ from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
 from workers.consumer import BatchConsumer
 from workers.ingestion import IngestionHandler
+from workers.pool import WorkerPool
 from workers.writer import WriterHandler
 
 log = logs.get(__name__)
@@ -47,17 +50,29 @@ def row_topics(settings: Settings) -> dict[str, str]:
 class Plan:
     """Which actors this process runs, derived from the settings alone (pure, tested)."""
 
-    ingestion: bool
+    ingestion: bool  # an ingestion consumer in this process
+    workers: int  # ingestion worker processes started by this one (0: none)
+    sink: str  # the sink ingestion uses, here or in the workers
     writer: bool
     opens_clickhouse: bool
 
 
 def plan(settings: Settings) -> Plan:
     mode = settings.plugin_server_mode
-    ingestion = mode in ("all", "ingestion")
-    writer = mode == "writer" or (mode == "all" and settings.ingestion_sink == "kafka")
-    opens_clickhouse = writer or (ingestion and settings.ingestion_sink == "direct")
-    return Plan(ingestion=ingestion, writer=writer, opens_clickhouse=opens_clickhouse)
+    ingests = mode in ("all", "ingestion")
+    workers = settings.worker_concurrency if ingests and settings.worker_concurrency > 1 else 0
+    # chDB admits one process: several workers on it must hand rows to a writer through Kafka.
+    embedded = settings.clickhouse_url.startswith("chdb:")
+    sink = "kafka" if workers and embedded else settings.ingestion_sink
+    writer = mode == "writer" or (mode == "all" and sink == "kafka")
+    in_process = ingests and not workers
+    return Plan(
+        ingestion=in_process,
+        workers=workers,
+        sink=sink,
+        writer=writer,
+        opens_clickhouse=writer or (in_process and sink == "direct"),
+    )
 
 
 @dataclass(frozen=True)
@@ -67,17 +82,26 @@ class ServerHandle:
 
 
 class Server:
-    def __init__(self, settings: Settings, *, drain_on_stop: bool = False) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._drain = drain_on_stop
+        self._drain = settings.drain_on_stop
         self._stop = trio.Event()
+        self._scope = trio.CancelScope()
         self.state = ServerState(max_stale_seconds=settings.healthcheck_max_stale_seconds)
 
     def request_stop(self) -> None:
+        """Stop gracefully; during start-up, when nothing has been consumed yet, stop at once."""
         self.state.stopping = True
         self._stop.set()
+        if not self.state.ready:
+            self._scope.cancel()
 
     async def run(self, *, task_status: trio.TaskStatus[ServerHandle] = trio.TASK_STATUS_IGNORED) -> None:
+        with self._scope:
+            await self._run(task_status)
+        log.info("server stopped")
+
+    async def _run(self, task_status: trio.TaskStatus[ServerHandle]) -> None:
         s = self._settings
         p = plan(s)
         async with contextlib.AsyncExitStack() as stack:
@@ -85,7 +109,12 @@ class Server:
             if clickhouse is not None:
                 await self._check_clickhouse_schema(clickhouse)
             producer = await stack.enter_async_context(open_producer(hosts=s.kafka_hosts, client_id="plugin-server"))
-            stages: list[list[BatchConsumer]] = []
+            stages: list[list[BatchConsumer | WorkerPool]] = []
+            if p.workers:
+                child_env = {**os.environ, **s.as_environ(), "INGESTION_SINK": p.sink}
+                pool = WorkerPool(count=p.workers, environ=child_env, stop_timeout=self._stop_timeout() + 10)
+                stages.append([pool])
+                self.state.consumers.extend(pool.statuses)
             if p.ingestion:
                 pg = await stack.enter_async_context(open_postgres(s.database_url))
                 if pending := await pending_postgres(pg):
@@ -96,7 +125,7 @@ class Server:
                 )
                 sink = (
                     DirectSink(clickhouse=clickhouse)
-                    if s.ingestion_sink == "direct"
+                    if p.sink == "direct"
                     else KafkaSink(producer=producer, topics=row_topics(s))
                 )
                 handler = IngestionHandler(
@@ -113,23 +142,25 @@ class Server:
                     dead_letter_topic=s.kafka_dead_letter_topic,
                 )  # fmt: skip
                 stages.append([self._consumer("writer", list(tables), s.kafka_writer_group, handler)])
-            self.state.consumers = [c.status for stage in stages for c in stage]
+            self.state.consumers.extend(c.status for stage in stages for c in stage if isinstance(c, BatchConsumer))
 
             app = App(state=self.state, clickhouse=clickhouse, admin_token=s.plugin_server_admin_token)
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(lambda task_status: run_http(app, host=s.http_host, port=s.http_port, task_status=task_status))
                 async with trio.open_nursery() as consumers:
                     for stage in stages:
-                        for consumer in stage:
-                            await consumers.start(consumer.run)
+                        for member in stage:
+                            await consumers.start(member.run)
                     self.state.ready = True
-                    log.info("server ready", mode=s.plugin_server_mode, sink=s.ingestion_sink, http_port=port)
+                    log.info(
+                        "server ready", mode=s.plugin_server_mode, sink=p.sink, workers=p.workers, writer=p.writer,
+                        http_port=port,
+                    )  # fmt: skip
                     task_status.started(ServerHandle(http_port=port, state=self.state))
                     await self._stop.wait()
                     await self._stop_stages(stages)
                     consumers.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
-        log.info("server stopped")
 
     @staticmethod
     async def _check_clickhouse_schema(clickhouse: ClickHouse) -> None:
@@ -144,21 +175,24 @@ class Server:
         s = self._settings
         return BatchConsumer(
             name=name, hosts=s.kafka_hosts, topics=topics, group_id=group, batch_size=s.ingestion_batch_size,
-            batch_wait_ms=s.ingestion_batch_wait_ms, handle=handler,
+            batch_wait_ms=s.ingestion_batch_wait_ms, handle=handler, drain_on_stop=self._drain,
         )  # fmt: skip
 
-    async def _stop_stages(self, stages: list[list[BatchConsumer]]) -> None:
-        timeout = self._settings.drain_timeout_seconds if self._drain else self._settings.shutdown_timeout_seconds
+    def _stop_timeout(self) -> float:
+        return self._settings.drain_timeout_seconds if self._drain else self._settings.shutdown_timeout_seconds
+
+    async def _stop_stages(self, stages: list[list[BatchConsumer | WorkerPool]]) -> None:
+        """Stop stage by stage (ingestion, then the writer that takes what ingestion produced)."""
+        timeout = self._stop_timeout()
         for stage in stages:
-            for consumer in stage:
-                consumer.request_stop(drain=self._drain)
+            for member in stage:
+                member.request_stop()
             with trio.move_on_after(timeout) as scope:
-                while any(c.status.running for c in stage):
+                while any(member.running for member in stage):
                     await trio.sleep(0.05)
             if scope.cancelled_caught:
                 log.error(
                     "stop deadline hit; unfinished messages stay uncommitted",
-                    consumers=[c.status.name for c in stage],
+                    stage=[type(m).__name__ for m in stage],
                     timeout_s=timeout,
-                    lag=[c.status.lag for c in stage],
                 )

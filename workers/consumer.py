@@ -7,7 +7,7 @@ logged: the new owner re-reads those messages, and deduplication makes that harm
 Errors: a retryable error from `handle` (a service is down) pauses and retries the same batch
 with backoff, committing nothing, for as long as it takes; any other error propagates to the
 supervisor. Stop: `request_stop()` lets the batch in flight finish and commit, then `run`
-returns; with `drain=True` it first keeps consuming until its partitions have no lag.
+returns; with `drain_on_stop` it first keeps consuming until its partitions have no lag.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class BatchConsumer:
         batch_wait_ms: int,
         handle: Callable[[list[Message]], Awaitable[None]],
         retry: Backoff = BATCH_RETRY,
+        drain_on_stop: bool = False,
     ) -> None:
         self.status = ConsumerStatus(name)
         self._hosts = hosts
@@ -73,12 +74,16 @@ class BatchConsumer:
         self._handle = handle
         self._retry = retry
         self._stop_requested = False
-        self._drain = False
+        self._drain = drain_on_stop
         self._lag_checked = 0.0
 
-    def request_stop(self, *, drain: bool = False) -> None:
+    @property
+    def running(self) -> bool:
+        return self.status.running
+
+    def request_stop(self) -> None:
+        """Finish the batch in flight, commit, and return from `run` (after draining, if asked)."""
         self._stop_requested = True
-        self._drain = self._drain or drain
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         client_id = f"plugin-server-{self.status.name}"
@@ -104,10 +109,12 @@ class BatchConsumer:
             self.status.assigned = bool(consumer.assignment())
             if not batch:
                 self.status.last_progress = now
+                if self._stop_requested and not self._drain:
+                    return
                 if self._stop_requested or now - self._lag_checked > LAG_REFRESH_SECONDS:
                     lag = await self._measure_lag(consumer)
                     if self._stop_requested and (lag == 0 or not self.status.assigned):
-                        log.info("consumer drained", consumer=self.status.name)
+                        log.info("consumer drained: no lag left", consumer=self.status.name)
                         return
                 continue
             started = time.perf_counter()

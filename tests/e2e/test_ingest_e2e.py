@@ -118,3 +118,35 @@ def test_kafka_sink_with_a_separate_writer_process(server_env, start_server, tea
     assert ingester.stop() == 0, ingester.log()
     assert writer.stop() == 0, writer.log()
     assert uuids == {m.uuid for m in messages}
+
+
+def test_worker_processes_share_the_topic_and_a_killed_one_is_replaced(server_env, start_server, team):
+    import os
+    import signal
+
+    import psutil
+
+    first = list(synth.generate(token=team["api_token"], events=600, seed=21, now=dt.datetime.now(dt.UTC)))
+    second = list(synth.generate(token=team["api_token"], events=400, seed=22, now=dt.datetime.now(dt.UTC)))
+    server = start_server(dict(server_env, WORKER_CONCURRENCY="2"))
+    server.wait_ready()
+    children = [c for c in psutil.Process(server.proc.pid).children() if "plugin_server" in " ".join(c.cmdline())]
+    assert len(children) == 2
+    produce(server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"], [(m.key, m.value) for m in first])
+    wait_until(lambda: count_events(server_env, team["id"]) >= len(first), 90, "the first events")
+
+    os.kill(children[0].pid, signal.SIGKILL)  # a crash: the pool must start a replacement
+    wait_until(
+        lambda: len([c for c in psutil.Process(server.proc.pid).children() if c.pid != children[0].pid
+                     and "plugin_server" in " ".join(c.cmdline())]) == 2,
+        60, "a replacement worker",
+    )  # fmt: skip
+    produce(server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"], [(m.key, m.value) for m in second])
+    wait_until(lambda: count_events(server_env, team["id"]) >= len(first) + len(second), 120, "every event")
+    uuids = query(f"SELECT toString(uuid) AS uuid FROM events FINAL WHERE team_id = {team['id']}", server_env)
+    all_children = psutil.Process(server.proc.pid).children()
+    assert server.stop() == 0, server.log()
+
+    assert {r["uuid"] for r in uuids} == {m.uuid for m in first + second}
+    assert "ingestion worker exited; restarting" in server.log()
+    assert not [c for c in all_children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]

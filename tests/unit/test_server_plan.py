@@ -4,39 +4,57 @@ from plugin_server.config import MODES, SINKS, Settings
 from plugin_server.ingestion.row import COLUMNS
 from plugin_server.server import RUNNABLE_MODES, Plan, plan, row_topics
 
-# (mode, sink) -> (ingestion, writer, opens_clickhouse)
+CHDB = "chdb:///var/lib/ch"
+SERVER = "http://default:@ch:8123/default"
+
+# (mode, sink, workers, clickhouse) -> Plan
 PLANS = {
-    ("all", "direct"): (True, False, True),
-    ("all", "kafka"): (True, True, True),
-    ("ingestion", "direct"): (True, False, True),
-    ("ingestion", "kafka"): (True, False, False),
-    ("writer", "direct"): (False, True, True),
-    ("writer", "kafka"): (False, True, True),
-    **{(mode, sink): (False, False, False) for mode in ("async", "jobs", "scheduler", "api") for sink in SINKS},
+    ("all", "direct", 1, CHDB): Plan(ingestion=True, workers=0, sink="direct", writer=False, opens_clickhouse=True),
+    ("all", "kafka", 1, CHDB): Plan(ingestion=True, workers=0, sink="kafka", writer=True, opens_clickhouse=True),
+    ("ingestion", "direct", 1, CHDB): Plan(ingestion=True, workers=0, sink="direct", writer=False, opens_clickhouse=True),
+    ("ingestion", "kafka", 1, CHDB): Plan(ingestion=True, workers=0, sink="kafka", writer=False, opens_clickhouse=False),
+    ("writer", "direct", 1, CHDB): Plan(ingestion=False, workers=0, sink="direct", writer=True, opens_clickhouse=True),
+    ("writer", "kafka", 1, CHDB): Plan(ingestion=False, workers=0, sink="kafka", writer=True, opens_clickhouse=True),
+    # Several workers on chDB: they cannot share the engine, so rows go through Kafka to a writer here.
+    ("all", "direct", 3, CHDB): Plan(ingestion=False, workers=3, sink="kafka", writer=True, opens_clickhouse=True),
+    ("all", "kafka", 3, CHDB): Plan(ingestion=False, workers=3, sink="kafka", writer=True, opens_clickhouse=True),
+    ("ingestion", "direct", 2, CHDB): Plan(ingestion=False, workers=2, sink="kafka", writer=False, opens_clickhouse=False),
+    # Several workers on a ClickHouse server: each may insert directly.
+    ("all", "direct", 2, SERVER): Plan(ingestion=False, workers=2, sink="direct", writer=False, opens_clickhouse=False),
+    ("all", "kafka", 2, SERVER): Plan(ingestion=False, workers=2, sink="kafka", writer=True, opens_clickhouse=True),
+    ("writer", "direct", 4, SERVER): Plan(ingestion=False, workers=0, sink="direct", writer=True, opens_clickhouse=True),
+    **{
+        (mode, sink, 1, CHDB): Plan(ingestion=False, workers=0, sink=sink, writer=False, opens_clickhouse=False)
+        for mode in ("async", "jobs", "scheduler", "api")
+        for sink in SINKS
+    },
 }
 
 
 def test_table_covers_every_mode_and_sink():
-    assert set(PLANS) == {(mode, sink) for mode in MODES for sink in SINKS}
+    assert {(mode, sink) for mode, sink, _, _ in PLANS} == {(mode, sink) for mode in MODES for sink in SINKS}
 
 
-@pytest.mark.parametrize(("mode", "sink"), sorted(PLANS), ids=[f"{m}-{s}" for m, s in sorted(PLANS)])
-def test_plan(mode, sink):
-    settings = Settings.from_env({"PLUGIN_SERVER_MODE": mode, "INGESTION_SINK": sink})
-    ingestion, writer, opens_clickhouse = PLANS[(mode, sink)]
-    assert plan(settings) == Plan(ingestion=ingestion, writer=writer, opens_clickhouse=opens_clickhouse)
+@pytest.mark.parametrize("case", sorted(PLANS), ids=["-".join(map(str, c[:3])) + ("-chdb" if c[3] == CHDB else "-server") for c in sorted(PLANS)])
+def test_plan(case):
+    mode, sink, workers, clickhouse = case
+    settings = Settings.from_env(
+        {"PLUGIN_SERVER_MODE": mode, "INGESTION_SINK": sink, "WORKER_CONCURRENCY": str(workers), "CLICKHOUSE_URL": clickhouse}
+    )
+    assert plan(settings) == PLANS[case]
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_runnable_modes_are_the_ones_that_run_something(mode):
     for sink in SINKS:
-        p = plan(Settings(plugin_server_mode=mode, ingestion_sink=sink))
-        assert (p.ingestion or p.writer) == (mode in RUNNABLE_MODES)
+        for workers in (1, 3):
+            p = plan(Settings(plugin_server_mode=mode, ingestion_sink=sink, worker_concurrency=workers))
+            assert (p.ingestion or p.writer or p.workers > 0) == (mode in RUNNABLE_MODES)
 
 
-def test_plan_depends_only_on_mode_and_sink():
+def test_plan_ignores_unrelated_settings():
     base = Settings(plugin_server_mode="all", ingestion_sink="kafka")
-    other = base.replace(http_port=1, tasks_per_worker=3, clickhouse_url="chdb:///tmp/x", worker_concurrency=4)
+    other = base.replace(http_port=1, tasks_per_worker=3, ingestion_batch_size=7)
     assert plan(base) == plan(other)
 
 
