@@ -1,0 +1,1 @@
+"""Reproducible load runs that print figures and ratios against a baseline measured in the same run."""
