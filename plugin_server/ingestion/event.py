@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -55,7 +55,17 @@ class PipelineEvent:
     resolved_timestamp: dt.datetime | None = None
     warnings: tuple[IngestionWarning, ...] = field(default=())
 
+    def evolve(self, **changes: Any) -> PipelineEvent:
+        """A copy with `changes` (dataclasses.replace, without its per-call introspection)."""
+        new = object.__new__(PipelineEvent)
+        for name in _EVENT_FIELDS:
+            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
+
     @property
     def grouping_key(self) -> str:
         """Events with one key run in order; PostHog's `<team_id or token>:<distinct_id>`."""
         return f"{self.team_id if self.team_id is not None else self.token}:{self.distinct_id}"
+
+
+_EVENT_FIELDS = tuple(f.name for f in fields(PipelineEvent))

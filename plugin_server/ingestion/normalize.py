@@ -6,7 +6,6 @@ REFERENCE.md 2.3-2.5 are later steps.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 from plugin_server.ingestion.event import PipelineEvent
@@ -14,7 +13,7 @@ from plugin_server.ingestion.results import Ok
 from plugin_server.ingestion.timestamps import resolve_timestamp
 
 
-def normalize(event: PipelineEvent, *, wallclock: dt.datetime) -> Ok[PipelineEvent]:
+def normalize(event: PipelineEvent, wallclock: dt.datetime) -> Ok[PipelineEvent]:
     assert event.team is not None, "normalize runs after resolve_team"
     properties = dict(event.properties)
     if event.ip and not event.team.anonymize_ips and "$ip" not in properties:
@@ -35,7 +34,5 @@ def normalize(event: PipelineEvent, *, wallclock: dt.datetime) -> Ok[PipelineEve
         event_name=event.event,
     )
     return Ok(
-        dataclasses.replace(
-            event, properties=properties, resolved_timestamp=resolved, warnings=event.warnings + warnings
-        )
+        event.evolve(properties=properties, resolved_timestamp=resolved, warnings=event.warnings + warnings)
     )

@@ -10,6 +10,7 @@ import json
 import uuid as uuid_lib
 from typing import Any
 
+from plugin_server.ingestion import jsonx
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.results import DeadLetter, Ok
 
@@ -32,13 +33,7 @@ class Reason:
     BAD_PROPERTIES = "invalid_properties"
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _loads(text: bytes | str) -> Any:
-    """Strict JSON, as capture and ClickHouse understand it: NaN and Infinity are refused."""
-    return json.loads(text, parse_constant=_reject_constant)
+_loads = jsonx.loads  # strict: NaN, Infinity and runaway nesting are refused
 
 
 def sanitize_event_name(name: Any) -> str:

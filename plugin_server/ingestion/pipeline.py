@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -22,7 +22,7 @@ from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.normalize import normalize
 from plugin_server.ingestion.parse import parse_message
 from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry
-from plugin_server.ingestion.row import Row, event_rows
+from plugin_server.ingestion.row import Row, ch_datetime, event_rows
 from plugin_server.ingestion.teams import TeamCache, resolve_team
 from plugin_server.storage.kafka import Message
 
@@ -56,6 +56,15 @@ class RetryBatch(PluginServerError):
     retryable = True
 
 
+@dataclass
+class _Batch:
+    """What every step of one batch shares: one clock reading, and where results go."""
+
+    now: dt.datetime
+    now_text: str  # `now` as ClickHouse text, formatted once per batch
+    out: BatchOutput
+
+
 class IngestionPipeline:
     def __init__(self, *, teams: TeamCache, tasks_per_worker: int, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self._teams = teams
@@ -63,8 +72,8 @@ class IngestionPipeline:
         self._clock = clock
 
     async def process(self, messages: Sequence[Message]) -> BatchOutput:
-        out = BatchOutput()
         now = self._clock()
+        batch = _Batch(now, ch_datetime(now), BatchOutput())
         groups: dict[str, list[PipelineEvent]] = defaultdict(list)
         for message in messages:
             source = Source(message.topic, message.partition, message.offset, message.timestamp_ms)
@@ -72,7 +81,7 @@ class IngestionPipeline:
             if isinstance(parsed, Ok):
                 groups[parsed.value.grouping_key].append(parsed.value)
             else:
-                self._dead_letter(out, parsed, message.value, source, "parse", now, None)
+                self._dead_letter(batch, parsed, message.value, source, "parse", None)
 
         events = [e for group in groups.values() for e in group]
         await self._teams.prefetch(
@@ -83,44 +92,40 @@ class IngestionPipeline:
         ordered = iter(sorted(groups.values(), key=len, reverse=True))
         workers = min(self._tasks, len(groups))
         if workers <= 1:
-            for group in ordered:
-                await self._run_group(group, out, now)
+            await self._drain_groups(ordered, batch)
         else:
             async with trio.open_nursery() as nursery:
                 for _ in range(workers):
-                    nursery.start_soon(self._drain_groups, ordered, out, now)
-        return out
+                    nursery.start_soon(self._drain_groups, ordered, batch)
+        return batch.out
 
-    async def _drain_groups(self, groups, out: BatchOutput, now: dt.datetime) -> None:  # noqa: ANN001
+    async def _drain_groups(self, groups: Iterator[list[PipelineEvent]], batch: _Batch) -> None:
         for group in groups:  # a shared iterator: each group is taken by exactly one task
-            await self._run_group(group, out, now)
+            for event in group:  # one key: strictly in offset order
+                await self._run_event(event, batch)
             await trio.lowlevel.checkpoint()
 
-    async def _run_group(self, group: list[PipelineEvent], out: BatchOutput, now: dt.datetime) -> None:
-        for event in group:
-            await self._run_event(event, out, now)
-
-    async def _run_event(self, event: PipelineEvent, out: BatchOutput, now: dt.datetime) -> None:
+    async def _run_event(self, event: PipelineEvent, batch: _Batch) -> None:
         steps = (
-            ("resolve_team", lambda e: resolve_team(e, self._teams)),
-            ("normalize", lambda e: normalize(e, wallclock=now)),
+            ("resolve_team", resolve_team, (self._teams,)),
+            ("normalize", normalize, (batch.now,)),
         )
-        for name, step in steps:
-            result = step(event)
+        for name, step, args in steps:
+            result = step(event, *args)
             if isinstance(result, Ok):
                 event = result.value
             elif isinstance(result, DeadLetter):
-                self._dead_letter(out, result, event.raw, event.source, name, now, event)
+                self._dead_letter(batch, result, event.raw, event.source, name, event)
                 return
             elif isinstance(result, Drop):
-                out.dropped.append(result.reason)
+                batch.out.dropped.append(result.reason)
                 return
             elif isinstance(result, Retry):
                 raise RetryBatch(f"{name}: {result.reason}")
-        out.warnings.extend(w.type for w in event.warnings)
-        out.rows.extend((event.source, row) for row in event_rows(event, created_at=now))
+        batch.out.warnings.extend(w.type for w in event.warnings)
+        batch.out.rows.extend((event.source, row) for row in event_rows(event, created_at=batch.now_text))
 
     @staticmethod
-    def _dead_letter(out, result, raw, source, location, now, event) -> None:  # noqa: ANN001
-        message = dead_letter_message(raw=raw, source=source, result=result, location=location, at=now, event=event)
-        out.dead_letters.append((result.reason, message))
+    def _dead_letter(batch: _Batch, result, raw, source, location, event) -> None:  # noqa: ANN001
+        message = dead_letter_message(raw=raw, source=source, result=result, location=location, at=batch.now, event=event)
+        batch.out.dead_letters.append((result.reason, message))

@@ -7,11 +7,10 @@ produces each line as a message and the writer joins them again, with no re-pars
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from plugin_server.ingestion import jsonx
 from plugin_server.ingestion.event import IngestionWarning, PipelineEvent
 
 EVENTS_TABLE = "events"
@@ -26,7 +25,7 @@ COLUMNS = {EVENTS_TABLE: EVENT_COLUMNS, WARNINGS_TABLE: WARNING_COLUMNS}
 
 # A person id of all zeroes marks "no person resolved yet" until the persons step exists.
 NO_PERSON = "00000000-0000-0000-0000-000000000000"
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_ZERO = dt.timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,22 +37,19 @@ class Row:
 
 def ch_datetime(value: dt.datetime) -> str:
     """ClickHouse DateTime64(6) text in UTC: 'YYYY-MM-DD HH:MM:SS.ffffff'."""
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if value.utcoffset() != _ZERO:
+        value = value.astimezone(dt.timezone.utc)
+    return value.isoformat(sep=" ", timespec="microseconds")[:26]
 
 
 def safe_json(value: Any) -> str:
     """JSON text that is valid UTF-8: lone surrogates become their escape text (safeClickhouseString)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = _SURROGATE.sub(lambda m: "\\\\u%04x" % ord(m.group()), text)
-    return text
+    return jsonx.dumps_str(value)
 
 
-def event_rows(event: PipelineEvent, *, created_at: dt.datetime) -> list[Row]:
+def event_rows(event: PipelineEvent, *, created_at: str) -> list[Row]:
+    """`created_at`: ingestion time as `ch_datetime` text, computed once per batch."""
     assert event.team_id is not None and event.resolved_timestamp is not None, "rows are built last"
-    kafka_time = dt.datetime.fromtimestamp(event.source.timestamp_ms / 1000, dt.timezone.utc)
     row = {
         "uuid": event.uuid,
         "event": event.event,
@@ -62,30 +58,28 @@ def event_rows(event: PipelineEvent, *, created_at: dt.datetime) -> list[Row]:
         "team_id": event.team_id,
         "distinct_id": event.distinct_id,
         "elements_chain": event.elements_chain,
-        "created_at": ch_datetime(created_at),
+        "created_at": created_at,
         "person_id": NO_PERSON,
         "person_properties": "{}",
         "person_created_at": "1970-01-01 00:00:00.000",
-        "_timestamp": kafka_time.strftime("%Y-%m-%d %H:%M:%S"),
+        "_timestamp": event.source.timestamp_ms // 1000,  # DateTime takes unix seconds
         "_offset": event.source.offset,
         "_partition": event.source.partition,
     }
-    rows = [Row(EVENTS_TABLE, safe_json(row).encode(), event.uuid.encode())]
+    rows = [Row(EVENTS_TABLE, jsonx.dumps(row), event.uuid.encode())]
     rows.extend(warning_row(w, team_id=event.team_id, event=event, at=created_at) for w in event.warnings)
     return rows
 
 
-def warning_row(warning: IngestionWarning, *, team_id: int, event: PipelineEvent, at: dt.datetime) -> Row:
+def warning_row(warning: IngestionWarning, *, team_id: int, event: PipelineEvent, at: str) -> Row:
     row = {
         "team_id": team_id,
         "source": "plugin-server",
         "type": warning.type,
         "details": safe_json(warning.details),
-        "timestamp": ch_datetime(at),
-        "_timestamp": dt.datetime.fromtimestamp(event.source.timestamp_ms / 1000, dt.timezone.utc).strftime(
-            "%Y-%m-%d %H:%M:%S"
-        ),
+        "timestamp": at,
+        "_timestamp": event.source.timestamp_ms // 1000,
         "_offset": event.source.offset,
         "_partition": event.source.partition,
     }
-    return Row(WARNINGS_TABLE, safe_json(row).encode())
+    return Row(WARNINGS_TABLE, jsonx.dumps(row))

@@ -7,7 +7,6 @@ tokens are cached too, so a flood of bad tokens does not become a flood of queri
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -83,4 +82,4 @@ def resolve_team(event: PipelineEvent, cache: TeamCache) -> Ok[PipelineEvent] | 
         team = cache.by_token_nowait(event.token or "")
         if team is None:
             return DeadLetter(UNKNOWN_TOKEN, "no team has this api token")
-    return Ok(dataclasses.replace(event, team=team, team_id=team.id))
+    return Ok(event.evolve(team=team, team_id=team.id))
