@@ -11,9 +11,10 @@ aiokafka's errors are translated into ours here and nowhere else.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiokafka
 import aiokafka.errors
@@ -116,13 +117,40 @@ class KafkaConsumer:
 
 
 @asynccontextmanager
+async def _started(make: Callable[[], Any], what: str) -> AsyncIterator[Any]:
+    """An aiokafka client made and started inside asyncio, and always stopped on the way out."""
+
+    async def start() -> Any:
+        client = make()
+        try:
+            await client.start()
+        except BaseException:
+            await client.stop()
+            raise
+        return client
+
+    try:
+        with trio.fail_after(START_TIMEOUT_SECONDS):
+            client = await aio_as_trio(start)()
+    except trio.TooSlowError as exc:
+        raise ServiceUnavailable("kafka", f"{what} did not start within {START_TIMEOUT_SECONDS}s") from exc
+    except _TRANSLATED as exc:
+        raise _translate(exc, f"{what} start") from exc
+    try:
+        yield client
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await aio_as_trio(client.stop)()
+
+
+@asynccontextmanager
 async def open_consumer(
     *, hosts: str, topics: Sequence[str], group_id: str, client_id: str, max_partition_fetch_bytes: int = FETCH_MAX_PARTITION_BYTES
 ) -> AsyncIterator[KafkaConsumer]:
-    """A consumer-group member subscribed to `topics`, ready once partitions are assigned."""
+    """A consumer-group member subscribed to `topics`; offsets are committed only by `commit`."""
 
-    async def start() -> aiokafka.AIOKafkaConsumer:
-        consumer = aiokafka.AIOKafkaConsumer(
+    def make() -> aiokafka.AIOKafkaConsumer:
+        return aiokafka.AIOKafkaConsumer(
             *topics,
             bootstrap_servers=hosts,
             group_id=group_id,
@@ -131,25 +159,9 @@ async def open_consumer(
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=max_partition_fetch_bytes,
         )
-        try:
-            await consumer.start()
-        except BaseException:
-            await consumer.stop()
-            raise
-        return consumer
 
-    try:
-        with trio.fail_after(START_TIMEOUT_SECONDS):
-            consumer = await aio_as_trio(start)()
-    except trio.TooSlowError as exc:
-        raise ServiceUnavailable("kafka", f"consumer did not start within {START_TIMEOUT_SECONDS}s") from exc
-    except _TRANSLATED as exc:
-        raise _translate(exc, "consumer start") from exc
-    try:
+    async with _started(make, "consumer") as consumer:
         yield KafkaConsumer(consumer)
-    finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await aio_as_trio(consumer.stop)()
 
 
 class KafkaProducer:
@@ -175,27 +187,11 @@ class KafkaProducer:
 
 @asynccontextmanager
 async def open_producer(*, hosts: str, client_id: str) -> AsyncIterator[KafkaProducer]:
-    async def start() -> aiokafka.AIOKafkaProducer:
-        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=hosts, client_id=client_id, **PRODUCER_OPTIONS)
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        return producer
+    def make() -> aiokafka.AIOKafkaProducer:
+        return aiokafka.AIOKafkaProducer(bootstrap_servers=hosts, client_id=client_id, **PRODUCER_OPTIONS)
 
-    try:
-        with trio.fail_after(START_TIMEOUT_SECONDS):
-            producer = await aio_as_trio(start)()
-    except trio.TooSlowError as exc:
-        raise ServiceUnavailable("kafka", f"producer did not start within {START_TIMEOUT_SECONDS}s") from exc
-    except _TRANSLATED as exc:
-        raise _translate(exc, "producer start") from exc
-    try:
+    async with _started(make, "producer") as producer:
         yield KafkaProducer(producer)
-    finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await aio_as_trio(producer.stop)()
 
 
 async def ensure_topics(*, hosts: str, topics: Sequence[str], partitions: int) -> list[str]:
@@ -227,22 +223,20 @@ async def ensure_topics(*, hosts: str, topics: Sequence[str], partitions: int) -
 async def topic_end_offsets(*, hosts: str, topic: str) -> dict[int, int]:
     """Per partition, the offset the next message will get (how many were ever written)."""
 
-    async def measure() -> dict[int, int]:
-        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=hosts, client_id="plugin-server-offsets")
-        await consumer.start()
-        try:
-            partitions = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - metadata refresh
-            ids = partitions.partitions_for_topic(topic) or set()
-            tps = [aiokafka.TopicPartition(topic, p) for p in sorted(ids)]
-            ends = await consumer.end_offsets(tps) if tps else {}
-            return {tp.partition: offset for tp, offset in ends.items()}
-        finally:
-            await consumer.stop()
+    def make() -> aiokafka.AIOKafkaConsumer:
+        return aiokafka.AIOKafkaConsumer(bootstrap_servers=hosts, client_id="plugin-server-offsets")
 
-    try:
-        with trio.fail_after(START_TIMEOUT_SECONDS):
-            return await aio_as_trio(measure)()
-    except trio.TooSlowError as exc:
-        raise ServiceUnavailable("kafka", "end offsets timed out") from exc
-    except _TRANSLATED as exc:
-        raise _translate(exc, "end offsets") from exc
+    async def measure(consumer: aiokafka.AIOKafkaConsumer) -> dict[int, int]:
+        metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - partitions of any topic
+        tps = [aiokafka.TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic) or ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    async with _started(make, "offsets reader") as consumer:
+        try:
+            with trio.fail_after(START_TIMEOUT_SECONDS):
+                return await aio_as_trio(measure)(consumer)
+        except trio.TooSlowError as exc:
+            raise ServiceUnavailable("kafka", "end offsets timed out") from exc
+        except _TRANSLATED as exc:
+            raise _translate(exc, "end offsets") from exc

@@ -13,6 +13,7 @@ from plugin_server.ingestion.results import Drop, Retry
 from plugin_server.ingestion.row import EVENTS_TABLE, WARNINGS_TABLE
 from plugin_server.ingestion.teams import TeamCache
 from plugin_server.storage.kafka import Message
+from plugin_server.testing.teams import InMemoryTeamStore
 
 NOW = dt.datetime(2023, 6, 1, 12, 0, tzinfo=dt.UTC)
 TOPIC = "events_plugin_ingestion"
@@ -30,23 +31,8 @@ GARBAGE_REASONS = {
 }
 
 
-class FakeTeams:
-    def __init__(self, *teams: Team) -> None:
-        self.teams = teams
-        self.token_calls: list[list[str]] = []
-        self.id_calls: list[list[int]] = []
-
-    async def by_tokens(self, tokens: list[str]) -> list[Team]:
-        self.token_calls.append(list(tokens))
-        return [t for t in self.teams if t.api_token in tokens]
-
-    async def by_ids(self, team_ids: list[int]) -> list[Team]:
-        self.id_calls.append(list(team_ids))
-        return [t for t in self.teams if t.id in team_ids]
-
-
-def make_pipeline(tasks: int) -> tuple[IngestionPipeline, FakeTeams]:
-    db = FakeTeams(TEAM_A, TEAM_B)
+def make_pipeline(tasks: int) -> tuple[IngestionPipeline, InMemoryTeamStore]:
+    db = InMemoryTeamStore(TEAM_A, TEAM_B)
     cache = TeamCache(fetch_by_tokens=db.by_tokens, fetch_by_ids=db.by_ids, ttl_seconds=60, clock=lambda: 0.0)
     return IngestionPipeline(teams=cache, tasks_per_worker=tasks, clock=lambda: NOW), db
 

@@ -4,6 +4,7 @@ from plugin_server.ingestion import teams as teams_module
 from plugin_server.ingestion.event import PipelineEvent, Source, Team
 from plugin_server.ingestion.results import DeadLetter, Ok
 from plugin_server.ingestion.teams import UNKNOWN_TEAM_ID, UNKNOWN_TOKEN, TeamCache, resolve_team
+from plugin_server.testing.teams import InMemoryTeamStore
 
 TEAM_A = Team(id=1, uuid="00000000-0000-4000-8000-000000000001", name="A", api_token="tok_a", anonymize_ips=False)
 TEAM_B = Team(id=2, uuid="00000000-0000-4000-8000-000000000002", name="B", api_token="tok_b", anonymize_ips=True)
@@ -18,35 +19,18 @@ class Clock:
         return self.now
 
 
-class FakeTeams:
-    """An in-memory posthog_team that records every query."""
-
-    def __init__(self, *teams: Team) -> None:
-        self.teams = list(teams)
-        self.token_calls: list[list[str]] = []
-        self.id_calls: list[list[int]] = []
-
-    async def by_tokens(self, tokens: list[str]) -> list[Team]:
-        self.token_calls.append(list(tokens))
-        return [t for t in self.teams if t.api_token in tokens]
-
-    async def by_ids(self, team_ids: list[int]) -> list[Team]:
-        self.id_calls.append(list(team_ids))
-        return [t for t in self.teams if t.id in team_ids]
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def db() -> FakeTeams:
-    return FakeTeams(TEAM_A, TEAM_B)
+def db() -> InMemoryTeamStore:
+    return InMemoryTeamStore(TEAM_A, TEAM_B)
 
 
 @pytest.fixture
-def cache(db: FakeTeams, clock: Clock) -> TeamCache:
+def cache(db: InMemoryTeamStore, clock: Clock) -> TeamCache:
     return TeamCache(fetch_by_tokens=db.by_tokens, fetch_by_ids=db.by_ids, ttl_seconds=TTL, clock=clock)
 
 
