@@ -7,6 +7,7 @@ nothing to run yet); 2 bad usage or a bad setting (one line naming it, no traceb
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import trio
 import trio_asyncio
 
-from plugin_server import __version__, logs, tools
+from plugin_server import __version__, dlq, logs, tools
 from plugin_server.config import MODES, ConfigError, Settings, describe
 from plugin_server.errors import PluginServerError, leaves
 from plugin_server.server import RUNNABLE_MODES
@@ -69,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = commands.add_parser("query", help="run a read-only ClickHouse query; prints JSON lines")
     query.add_argument("sql")
+
+    dead = commands.add_parser("dlq", help="inspect and replay the dead letter queue (KAFKA_DEAD_LETTER_TOPIC)")
+    dead_commands = dead.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    listing = dead_commands.add_parser("list", help="print matching dead letters as JSON lines; a summary on stderr")
+    replay = dead_commands.add_parser(
+        "replay", help="produce matching dead letters' payloads back to KAFKA_CONSUMPTION_TOPIC, each once"
+    )
+    for action in (listing, replay):
+        action.add_argument("--reason", metavar="R", help="only dead letters with this reason (e.g. unknown_token)")
+        action.add_argument(
+            "--since", metavar="T", type=_since, help="only those at or after T: ISO-8601, or an age like 30m, 2h, 7d"
+        )
+    listing.add_argument("--limit", metavar="N", type=_positive_int, help="at most N dead letters, in topic order")
+    replay.add_argument("--dry-run", action="store_true", help="count what would be replayed; change nothing")
     return parser
 
 
@@ -94,6 +109,13 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
+
+
+def _since(text: str) -> dt.datetime:
+    try:
+        return dlq.parse_since(text, now=dt.datetime.now(dt.UTC))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _run_async(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
@@ -148,6 +170,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "query":
         sys.stdout.buffer.write(_run_async(tools.query, settings, args.sql))
         sys.stdout.flush()
+        return 0
+    if args.command == "dlq" and args.dlq_command == "list":
+        lines = _run_async(dlq.list_dead_letters, settings, reason=args.reason, since=args.since, limit=args.limit)
+        sys.stdout.writelines(json.dumps(line) + "\n" for line in lines)
+        sys.stdout.flush()
+        print(json.dumps(dlq.list_summary(lines)), file=sys.stderr)
+        return 0
+    if args.command == "dlq":
+        print(json.dumps(_run_async(dlq.replay, settings, reason=args.reason, since=args.since, dry_run=args.dry_run)))
         return 0
     return _run_server(settings)
 

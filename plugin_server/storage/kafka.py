@@ -240,3 +240,95 @@ async def topic_end_offsets(*, hosts: str, topic: str) -> dict[int, int]:
             raise ServiceUnavailable("kafka", "end offsets timed out") from exc
         except _TRANSLATED as exc:
             raise _translate(exc, "end offsets") from exc
+
+
+# Reading a whole topic (the dead letter queue): records per fetch, one bridge crossing each; how
+# long one fetch waits for data; and how long a read may see no progress below the end offsets
+# before it gives up instead of hanging (a partition whose leader is gone never catches up).
+READ_BATCH = 5000
+READ_POLL_MS = 500
+READ_STALL_SECONDS = 30.0
+
+
+async def read_topic(*, hosts: str, topic: str, max_messages: int | None = None) -> list[Message]:
+    """The messages of `topic` from the beginning up to the end offsets measured at the start.
+
+    No consumer group: every partition is assigned, nothing is committed, and the read ends at
+    those offsets (messages produced meanwhile are not waited for). A topic that does not exist
+    reads as empty. Ordered by partition, then offset; at most `max_messages`.
+
+    A partition's end is raised once, to the high watermark of its first fetch response: tansu
+    (the embedded broker) answers ListOffsets with the last record batch's base offset + 1, which
+    would cut off the rest of that batch. On Kafka both agree, up to what arrived in between.
+    """
+
+    def make() -> aiokafka.AIOKafkaConsumer:
+        return aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=hosts,
+            client_id="plugin-server-reader",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=FETCH_MAX_PARTITION_BYTES,
+        )
+
+    async def assign(consumer: aiokafka.AIOKafkaConsumer) -> dict[aiokafka.TopicPartition, int]:
+        metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - partitions of any topic
+        tps = [aiokafka.TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic) or ())]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        return await consumer.end_offsets(tps)
+
+    async def unread(consumer: aiokafka.AIOKafkaConsumer, ends: dict) -> dict[aiokafka.TopicPartition, int]:
+        left = {tp: end - await consumer.position(tp) for tp, end in ends.items()}
+        return {tp: n for tp, n in left.items() if n > 0}
+
+    async def fetch(
+        consumer: aiokafka.AIOKafkaConsumer, ends: dict, confirmed: set, limit: int
+    ) -> tuple[list[Message], int]:
+        """One fetch from the partitions not read to their end yet: (messages, how many remain)."""
+        pending = await unread(consumer, ends)
+        if pending:
+            consumer.pause(*(tp for tp in ends if tp not in pending))  # no prefetching of finished ones
+            batches = await consumer.getmany(*pending, timeout_ms=READ_POLL_MS, max_records=limit)
+            for tp in pending.keys() - confirmed:
+                if (highwater := consumer.highwater(tp)) is not None:
+                    ends[tp] = max(ends[tp], highwater)
+                    confirmed.add(tp)
+            pending = await unread(consumer, ends)
+        else:
+            batches = {}
+        messages = [
+            Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+            for tp, records in batches.items()
+            for m in records
+            if m.offset < ends[tp]
+        ]
+        return messages, sum(pending.values())
+
+    read: list[Message] = []
+    async with _started(make, "topic reader") as consumer:
+        try:
+            with trio.fail_after(START_TIMEOUT_SECONDS):
+                ends = await aio_as_trio(assign)(consumer)
+            confirmed: set[aiokafka.TopicPartition] = set()
+            remaining = sum(ends.values())  # non-zero while anything may be unread; exact after a fetch
+            stalled_since = trio.current_time()
+            while remaining and (max_messages is None or len(read) < max_messages):
+                limit = READ_BATCH if max_messages is None else min(READ_BATCH, max_messages - len(read))
+                messages, left = await aio_as_trio(fetch)(consumer, ends, confirmed, limit)
+                read.extend(messages)
+                if messages or left < remaining:
+                    stalled_since = trio.current_time()
+                elif trio.current_time() - stalled_since > READ_STALL_SECONDS:
+                    detail = f"reading {topic}: no progress for {READ_STALL_SECONDS}s, {left} unread"
+                    raise ServiceUnavailable("kafka", detail)
+                remaining = left
+        except trio.TooSlowError as exc:
+            raise ServiceUnavailable("kafka", f"assigning the partitions of {topic} timed out") from exc
+        except _TRANSLATED as exc:
+            raise _translate(exc, f"read {topic}") from exc
+    read.sort(key=lambda m: (m.partition, m.offset))
+    return read if max_messages is None else read[:max_messages]
