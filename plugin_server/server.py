@@ -22,12 +22,14 @@ from plugin_server import logs
 from plugin_server.config import Settings
 from plugin_server.http import App, ServerState, run_http
 from plugin_server.ingestion.pipeline import IngestionPipeline
-from plugin_server.ingestion.row import EVENTS_TABLE, WARNINGS_TABLE
+from plugin_server.ingestion.persons import PersonsStep
+from plugin_server.ingestion.row import EVENTS_TABLE, PERSON_DISTINCT_ID_TABLE, PERSON_TABLE, WARNINGS_TABLE
 from plugin_server.ingestion.teams import TeamCache
 from plugin_server.sinks import DirectSink, KafkaSink
 from plugin_server.migrations import SchemaOutdated, migrate_clickhouse, pending_clickhouse, pending_postgres
 from plugin_server.storage.clickhouse import ClickHouse, open_clickhouse
 from plugin_server.storage.kafka import open_producer
+from plugin_server.storage.persons import PersonStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
 from workers.consumer import BatchConsumer
@@ -43,7 +45,12 @@ RUNNABLE_MODES = ("all", "ingestion", "writer")
 
 def row_topics(settings: Settings) -> dict[str, str]:
     """ClickHouse table -> the topic the Kafka sink produces its rows to."""
-    return {EVENTS_TABLE: settings.clickhouse_json_events_kafka_topic, WARNINGS_TABLE: settings.clickhouse_ingestion_warnings_kafka_topic}
+    return {
+        EVENTS_TABLE: settings.clickhouse_json_events_kafka_topic,
+        WARNINGS_TABLE: settings.clickhouse_ingestion_warnings_kafka_topic,
+        PERSON_TABLE: settings.clickhouse_person_kafka_topic,
+        PERSON_DISTINCT_ID_TABLE: settings.clickhouse_person_distinct_id_kafka_topic,
+    }
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,9 @@ class Server:
                     else KafkaSink(producer=producer, topics=row_topics(s))
                 )
                 handler = IngestionHandler(
-                    pipeline=IngestionPipeline(teams=teams, tasks_per_worker=s.tasks_per_worker),
+                    pipeline=IngestionPipeline(
+                        teams=teams, tasks_per_worker=s.tasks_per_worker, persons=PersonsStep(store=PersonStore(pg=pg))
+                    ),
                     sink=sink,
                     producer=producer,
                     dead_letter_topic=s.kafka_dead_letter_topic,

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from plugin_server import metrics
 from plugin_server.errors import StorageError
-from plugin_server.ingestion.row import COLUMNS, Row
+from plugin_server.ingestion.row import COLUMNS, EVENTS_TABLE, Row
 from plugin_server.storage.clickhouse import ClickHouse
 from plugin_server.storage.kafka import KafkaProducer, Record
 
@@ -68,6 +68,18 @@ def dedup_token(table: str, positions: dict[tuple[str, int], list[int]], part: s
     return hashlib.sha256(f"{table}|{spans}|{part}".encode()).hexdigest()
 
 
+def _content_part(table: str, rows: list[Row]) -> str:
+    """Event rows are the same on a retry (a uuid is an event), so their input offsets identify
+    them. Person rows are not: a retried batch may carry newer versions, which must not be
+    dropped as duplicates of the first attempt, so their token also covers their content."""
+    if table == EVENTS_TABLE:
+        return ""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(row.line)
+    return digest.hexdigest()
+
+
 class DirectSink:
     name = "direct"
 
@@ -86,7 +98,7 @@ class DirectSink:
         for table in list(self._pending):
             pending = self._pending[table]
             started = time.perf_counter()
-            token = dedup_token(table, pending.positions)
+            token = dedup_token(table, pending.positions, _content_part(table, pending.rows))
             rejected.extend(await self._insert(table, pending.rows, token))
             metrics.SINK_FLUSH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             metrics.SINK_ROWS.labels(self.name, table).inc(len(pending.rows))

@@ -92,6 +92,8 @@ def settings(services: Services, unique: str) -> Settings:
             "KAFKA_DEAD_LETTER_TOPIC": f"t{unique}_events_dead_letter_queue",
             "CLICKHOUSE_JSON_EVENTS_KAFKA_TOPIC": f"t{unique}_clickhouse_events_json",
             "CLICKHOUSE_INGESTION_WARNINGS_KAFKA_TOPIC": f"t{unique}_clickhouse_ingestion_warnings",
+            "CLICKHOUSE_PERSON_KAFKA_TOPIC": f"t{unique}_clickhouse_person",
+            "CLICKHOUSE_PERSON_DISTINCT_ID_KAFKA_TOPIC": f"t{unique}_clickhouse_person_distinct_id",
             "KAFKA_CONSUMER_GROUP": f"t{unique}_ingestion",
             "KAFKA_WRITER_GROUP": f"t{unique}_writer",
             "HTTP_PORT": "0",

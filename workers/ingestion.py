@@ -38,6 +38,8 @@ class IngestionHandler:
             rejected_row_message(line=r.row.line, error=r.error, location="clickhouse_insert", at=now) for r in rejected
         ]
         await self._producer.send_batch(Record(self._dlq_topic, value) for value in dead)
+        for confirm in out.on_durable:
+            confirm()
         # Counted only now that the batch is durable, so a retried batch is not counted twice.
         out.count()
         metrics.MESSAGES_CONSUMED.inc(len(batch))

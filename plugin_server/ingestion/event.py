@@ -27,6 +27,15 @@ class Team:
 
 
 @dataclass(frozen=True, slots=True)
+class PersonView:
+    """The person of an event, as of that event (for the event row's person columns)."""
+
+    uuid: str
+    properties: dict[str, Any]
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class IngestionWarning:
     type: str
     details: dict[str, Any]
@@ -53,6 +62,7 @@ class PipelineEvent:
     elements_chain: str = ""
     team: Team | None = None
     resolved_timestamp: dt.datetime | None = None
+    person: PersonView | None = None
     warnings: tuple[IngestionWarning, ...] = field(default=())
 
     def evolve(self, **changes: Any) -> PipelineEvent:

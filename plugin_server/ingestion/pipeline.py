@@ -21,6 +21,7 @@ from plugin_server.ingestion.dead_letter import dead_letter_message
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.normalize import normalize
 from plugin_server.ingestion.parse import parse_message
+from plugin_server.ingestion.persons import PersonBatch, PersonsStep
 from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry
 from plugin_server.ingestion.row import Row, ch_datetime, event_rows
 from plugin_server.ingestion.teams import TeamCache, resolve_team
@@ -40,6 +41,7 @@ class BatchOutput:
     dead_letters: list[tuple[str, bytes]] = field(default_factory=list)  # (reason, DLQ message)
     dropped: list[str] = field(default_factory=list)  # reasons
     warnings: list[str] = field(default_factory=list)  # warning types
+    on_durable: list[Callable[[], None]] = field(default_factory=list)  # run once rows are durable
 
     def count(self) -> None:
         for reason, _ in self.dead_letters:
@@ -66,64 +68,88 @@ class _Batch:
 
 
 class IngestionPipeline:
-    def __init__(self, *, teams: TeamCache, tasks_per_worker: int, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    """Runs a batch in three passes: pure steps per event (parse, team, normalize); then, grouped
+    by key with ordering inside a group, the steps that need I/O (persons); then one write of
+    everything the batch changed (persons' coalesced updates)."""
+
+    def __init__(
+        self,
+        *,
+        teams: TeamCache,
+        tasks_per_worker: int,
+        persons: PersonsStep | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
         self._teams = teams
+        self._persons = persons
         self._tasks = tasks_per_worker
         self._clock = clock
 
     async def process(self, messages: Sequence[Message]) -> BatchOutput:
         now = self._clock()
         batch = _Batch(now, ch_datetime(now), BatchOutput())
-        groups: dict[str, list[PipelineEvent]] = defaultdict(list)
+        parsed: list[PipelineEvent] = []
         for message in messages:
             source = Source(message.topic, message.partition, message.offset, message.timestamp_ms)
-            parsed = parse_message(message.value, source)
-            if isinstance(parsed, Ok):
-                groups[parsed.value.grouping_key].append(parsed.value)
+            result = parse_message(message.value, source)
+            if isinstance(result, Ok):
+                parsed.append(result.value)
             else:
-                self._dead_letter(batch, parsed, message.value, source, "parse", None)
+                self._dead_letter(batch, result, message.value, source, "parse", None)
 
-        events = [e for group in groups.values() for e in group]
         await self._teams.prefetch(
-            (e.token for e in events if e.team_id is None and e.token), (e.team_id for e in events if e.team_id)
+            (e.token for e in parsed if e.team_id is None and e.token), (e.team_id for e in parsed if e.team_id)
         )
+        groups: dict[str, list[PipelineEvent]] = defaultdict(list)
+        for event in parsed:
+            if (ready := self._pure_steps(event, batch)) is not None:
+                groups[ready.grouping_key].append(ready)
 
+        people = await self._persons.prefetch(e for g in groups.values() for e in g) if self._persons else None
         # Largest groups first, so one hot distinct_id does not finish last (PostHog does the same).
         ordered = iter(sorted(groups.values(), key=len, reverse=True))
         workers = min(self._tasks, len(groups))
         if workers <= 1:
-            await self._drain_groups(ordered, batch)
+            await self._drain_groups(ordered, batch, people)
         else:
             async with trio.open_nursery() as nursery:
                 for _ in range(workers):
-                    nursery.start_soon(self._drain_groups, ordered, batch)
+                    nursery.start_soon(self._drain_groups, ordered, batch, people)
+
+        if people is not None and messages:
+            await self._persons.flush(people, now=now)
+            last = messages[-1]
+            anchor = Source(last.topic, last.partition, last.offset, last.timestamp_ms)
+            batch.out.rows.extend((anchor, row) for row in people.rows)
+            batch.out.on_durable.append(lambda: self._persons.confirm(people))
         return batch.out
 
-    async def _drain_groups(self, groups: Iterator[list[PipelineEvent]], batch: _Batch) -> None:
-        for group in groups:  # a shared iterator: each group is taken by exactly one task
-            for event in group:  # one key: strictly in offset order
-                await self._run_event(event, batch)
-            await trio.lowlevel.checkpoint()
-
-    async def _run_event(self, event: PipelineEvent, batch: _Batch) -> None:
-        steps = (
+    def _pure_steps(self, event: PipelineEvent, batch: _Batch) -> PipelineEvent | None:
+        for name, step, args in (
             ("resolve_team", resolve_team, (self._teams,)),
             ("normalize", normalize, (batch.now,)),
-        )
-        for name, step, args in steps:
+        ):
             result = step(event, *args)
             if isinstance(result, Ok):
                 event = result.value
             elif isinstance(result, DeadLetter):
                 self._dead_letter(batch, result, event.raw, event.source, name, event)
-                return
+                return None
             elif isinstance(result, Drop):
                 batch.out.dropped.append(result.reason)
-                return
+                return None
             elif isinstance(result, Retry):
                 raise RetryBatch(f"{name}: {result.reason}")
-        batch.out.warnings.extend(w.type for w in event.warnings)
-        batch.out.rows.extend((event.source, row) for row in event_rows(event, created_at=batch.now_text))
+        return event
+
+    async def _drain_groups(self, groups: Iterator[list[PipelineEvent]], batch: _Batch, people: PersonBatch | None) -> None:
+        for group in groups:  # a shared iterator: each group is taken by exactly one task
+            for event in group:  # one key: strictly in offset order
+                if people is not None:
+                    event = (await self._persons.process(event, people)).value
+                batch.out.warnings.extend(w.type for w in event.warnings)
+                batch.out.rows.extend((event.source, row) for row in event_rows(event, created_at=batch.now_text))
+            await trio.lowlevel.checkpoint()
 
     @staticmethod
     def _dead_letter(batch: _Batch, result, raw, source, location, event) -> None:  # noqa: ANN001

@@ -15,16 +15,26 @@ from plugin_server.ingestion.event import IngestionWarning, PipelineEvent
 
 EVENTS_TABLE = "events"
 WARNINGS_TABLE = "ingestion_warnings"
+PERSON_TABLE = "person"
+PERSON_DISTINCT_ID_TABLE = "person_distinct_id2"
 
 EVENT_COLUMNS = [
     "uuid", "event", "properties", "timestamp", "team_id", "distinct_id", "elements_chain", "created_at",
     "person_id", "person_properties", "person_created_at", "_timestamp", "_offset", "_partition",
 ]  # fmt: skip
 WARNING_COLUMNS = ["team_id", "source", "type", "details", "timestamp", "_timestamp", "_offset", "_partition"]
-COLUMNS = {EVENTS_TABLE: EVENT_COLUMNS, WARNINGS_TABLE: WARNING_COLUMNS}
+PERSON_COLUMNS = ["id", "created_at", "team_id", "properties", "is_identified", "is_deleted", "version", "_timestamp", "_offset"]
+PERSON_DISTINCT_ID_COLUMNS = ["team_id", "distinct_id", "person_id", "is_deleted", "version", "_timestamp", "_offset", "_partition"]
+COLUMNS = {
+    EVENTS_TABLE: EVENT_COLUMNS,
+    WARNINGS_TABLE: WARNING_COLUMNS,
+    PERSON_TABLE: PERSON_COLUMNS,
+    PERSON_DISTINCT_ID_TABLE: PERSON_DISTINCT_ID_COLUMNS,
+}
 
-# A person id of all zeroes marks "no person resolved yet" until the persons step exists.
+# Rows of events that have no person (none resolved) carry PostHog's empty values.
 NO_PERSON = "00000000-0000-0000-0000-000000000000"
+NO_PERSON_CREATED_AT = "1970-01-01 00:00:00.000"
 _ZERO = dt.timedelta(0)
 
 
@@ -50,6 +60,7 @@ def safe_json(value: Any) -> str:
 def event_rows(event: PipelineEvent, *, created_at: str) -> list[Row]:
     """`created_at`: ingestion time as `ch_datetime` text, computed once per batch."""
     assert event.team_id is not None and event.resolved_timestamp is not None, "rows are built last"
+    person = event.person
     row = {
         "uuid": event.uuid,
         "event": event.event,
@@ -59,9 +70,9 @@ def event_rows(event: PipelineEvent, *, created_at: str) -> list[Row]:
         "distinct_id": event.distinct_id,
         "elements_chain": event.elements_chain,
         "created_at": created_at,
-        "person_id": NO_PERSON,
-        "person_properties": "{}",
-        "person_created_at": "1970-01-01 00:00:00.000",
+        "person_id": person.uuid if person else NO_PERSON,
+        "person_properties": _person_properties(person.properties, event.properties) if person else "{}",
+        "person_created_at": ch_datetime(person.created_at)[:23] if person else NO_PERSON_CREATED_AT,
         "_timestamp": event.source.timestamp_ms // 1000,  # DateTime takes unix seconds
         "_offset": event.source.offset,
         "_partition": event.source.partition,
@@ -69,6 +80,12 @@ def event_rows(event: PipelineEvent, *, created_at: str) -> list[Row]:
     rows = [Row(EVENTS_TABLE, jsonx.dumps(row), event.uuid.encode())]
     rows.extend(warning_row(w, team_id=event.team_id, event=event, at=created_at) for w in event.warnings)
     return rows
+
+
+def _person_properties(person: dict[str, Any], properties: dict[str, Any]) -> str:
+    """PostHog: the person's properties with the event's own `$set` on top."""
+    set_ = properties.get("$set")
+    return jsonx.dumps_str({**person, **set_} if isinstance(set_, dict) and set_ else person)
 
 
 def warning_row(warning: IngestionWarning, *, team_id: int, event: PipelineEvent, at: str) -> Row:

@@ -15,10 +15,12 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 import trio
 from trio_asyncio import aio_as_trio
 
 from plugin_server.errors import ServiceUnavailable, StorageError
+from plugin_server.ingestion import jsonx
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -75,6 +77,17 @@ class Postgres:
         return await self._call("transaction", run)
 
 
+def _encode_jsonb(value: Any) -> str:
+    # Postgres rejects NUL in jsonb text; PostHog writes U+FFFD instead.
+    return jsonx.dumps_str(value).replace("\\u0000", "\\ufffd")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """json/jsonb columns travel as Python values (orjson), not as text."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=_encode_jsonb, decoder=orjson.loads, schema="pg_catalog")
+
+
 @asynccontextmanager
 async def open_postgres(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncIterator[Postgres]:
     async def create() -> asyncpg.Pool:
@@ -84,6 +97,7 @@ async def open_postgres(url: str, *, min_size: int = 1, max_size: int = 10) -> A
             max_size=max_size,
             timeout=CONNECT_TIMEOUT_SECONDS,
             command_timeout=COMMAND_TIMEOUT_SECONDS,
+            init=_init_connection,
         )
 
     try:

@@ -106,6 +106,8 @@ def server_env(services, settings, tmp_path) -> dict[str, str]:
             "KAFKA_DEAD_LETTER_TOPIC": settings.kafka_dead_letter_topic,
             "CLICKHOUSE_JSON_EVENTS_KAFKA_TOPIC": settings.clickhouse_json_events_kafka_topic,
             "CLICKHOUSE_INGESTION_WARNINGS_KAFKA_TOPIC": settings.clickhouse_ingestion_warnings_kafka_topic,
+            "CLICKHOUSE_PERSON_KAFKA_TOPIC": settings.clickhouse_person_kafka_topic,
+            "CLICKHOUSE_PERSON_DISTINCT_ID_KAFKA_TOPIC": settings.clickhouse_person_distinct_id_kafka_topic,
             "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
             "KAFKA_WRITER_GROUP": settings.kafka_writer_group,
             "HTTP_PORT": str(free_port()),

@@ -155,7 +155,7 @@ def test_properties_column_round_trips():
 
 
 def test_columns_tables():
-    assert set(COLUMNS) == {EVENTS_TABLE, WARNINGS_TABLE} == {"events", "ingestion_warnings"}
+    assert set(COLUMNS) == {EVENTS_TABLE, WARNINGS_TABLE, "person", "person_distinct_id2"}
     for columns in COLUMNS.values():
         assert len(columns) == len(set(columns))
 

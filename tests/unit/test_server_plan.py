@@ -62,7 +62,12 @@ def test_row_topics_cover_every_table_and_follow_settings():
     settings = Settings.from_env(
         {"CLICKHOUSE_JSON_EVENTS_KAFKA_TOPIC": "t_events", "CLICKHOUSE_INGESTION_WARNINGS_KAFKA_TOPIC": "t_warnings"}
     )
-    assert row_topics(settings) == {"events": "t_events", "ingestion_warnings": "t_warnings"}
+    assert row_topics(settings) == {
+        "events": "t_events",
+        "ingestion_warnings": "t_warnings",
+        "person": "clickhouse_person",
+        "person_distinct_id2": "clickhouse_person_distinct_id",
+    }
     defaults = row_topics(Settings())
     assert set(defaults) == set(COLUMNS)
     assert len(set(defaults.values())) == len(defaults)

@@ -1,0 +1,390 @@
+"""The persons step: every event gets its person, created, linked or merged as PostHog does
+(REFERENCE.md section 3), with properties that do not depend on arrival order.
+
+Per batch:
+- `prefetch`: one Postgres round trip for the persons of every distinct id the batch names.
+- `process(event)`: merge events (`$identify`, `$create_alias`, `$merge_dangerously`) and first
+  sightings write to Postgres at once (rare; the event needs the resulting person); property
+  changes are applied in memory, so a batch's updates of one person become one write.
+- `flush`: writes every changed person once, with optimistic versions: if another worker wrote
+  the person meanwhile, re-read it and merge the two property states (commutative, so the order
+  of concurrent writers does not matter), then write again.
+Each event row carries the person's uuid, properties and created_at as of that event.
+
+ClickHouse `person` / `person_distinct_id2` rows are emitted for every person and distinct id
+the batch touched whose current version this process has not yet seen made durable
+(`MirrorLedger`). After a crash the ledger is empty, so a re-delivered batch re-emits the rows a
+crash may have lost between the Postgres commit and the ClickHouse write; duplicates collapse in
+ReplacingMergeTree(version).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid as uuid_lib
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from plugin_server import logs
+from plugin_server.errors import PluginServerError
+from plugin_server.ingestion import jsonx
+from plugin_server.ingestion.event import IngestionWarning, PersonView, PipelineEvent
+from plugin_server.ingestion.person_properties import PropertyState, apply_event, initial
+from plugin_server.ingestion.person_properties import merge as merge_states
+from plugin_server.ingestion.person_rules import is_illegal_distinct_id, merge_ids
+from plugin_server.ingestion.results import Ok
+from plugin_server.ingestion.row import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE, Row, ch_datetime
+from plugin_server.storage.persons import (
+    AlreadyExists,
+    Gone,
+    PersonColumns,
+    PersonRecord,
+    PersonStore,
+    VersionConflict,
+)
+
+log = logs.get(__name__)
+
+# Our own namespace for deterministic person uuids: the first person of (team, distinct_id) gets
+# the same uuid in every process, so two workers creating it at once agree on who it is.
+PERSON_NAMESPACE = uuid_lib.UUID("8a6d2c1e-5f0b-4b7e-9c3a-2d4e6f8a0b1c")
+# Attempts at a write that lost a race before giving up on the batch (it is then retried whole).
+WRITE_ATTEMPTS = 5
+# Deleted persons get a version above any their rows had, so the tombstone wins in ClickHouse.
+TOMBSTONE_VERSION_BUMP = 100
+MERGE_EVENTS = ("$identify", "$create_alias", "$merge_dangerously")
+
+
+def person_uuid(team_id: int, distinct_id: str) -> str:
+    return str(uuid_lib.uuid5(PERSON_NAMESPACE, f"{team_id}:{distinct_id}"))
+
+
+class PersonWriteConflict(PluginServerError):
+    """A write kept losing races; the batch is retried from the start."""
+
+    retryable = True
+
+
+@dataclass
+class _Person:
+    """A batch's working copy of one person: the row as last read or written, plus changes."""
+
+    record: PersonRecord
+    state: PropertyState
+    is_identified: bool
+    created_at: dt.datetime
+    dirty: bool = False
+
+    def columns(self) -> PersonColumns:
+        properties, last_updated, last_operation = self.state.to_columns()
+        return PersonColumns(properties, last_updated, last_operation, self.is_identified, self.created_at)
+
+    def view(self) -> PersonView:
+        return PersonView(self.record.uuid, self.state.properties, self.created_at)
+
+
+def _working_copy(record: PersonRecord) -> _Person:
+    state = PropertyState.from_columns(
+        record.properties, record.properties_last_updated_at, record.properties_last_operation
+    )
+    return _Person(record, state, record.is_identified, record.created_at)
+
+
+class MirrorLedger:
+    """(person uuid -> version) and ((team, distinct_id) -> (person uuid, version)) this process
+    has made durable in ClickHouse, so unchanged persons are not re-emitted every batch. Bounded."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._capacity = capacity
+        self._persons: OrderedDict[str, int] = OrderedDict()
+        self._distinct_ids: OrderedDict[tuple[int, str], tuple[str, int]] = OrderedDict()
+
+    def person_known(self, uuid: str, version: int) -> bool:
+        return self._persons.get(uuid) == version
+
+    def distinct_id_known(self, key: tuple[int, str], value: tuple[str, int]) -> bool:
+        return self._distinct_ids.get(key) == value
+
+    def record(self, persons: dict[str, int], distinct_ids: dict[tuple[int, str], tuple[str, int]]) -> None:
+        for store, items in ((self._persons, persons), (self._distinct_ids, distinct_ids)):
+            for key, value in items.items():
+                store.pop(key, None)
+                store[key] = value
+            while len(store) > self._capacity:
+                store.popitem(last=False)
+
+
+@dataclass
+class PersonBatch:
+    """The persons one batch works on. Structural changes (create, link, merge) take `lock`, so
+    two groups of the batch that share a person never interleave them."""
+
+    by_distinct_id: dict[tuple[int, str], _Person]
+    id_versions: dict[tuple[int, str], int]  # posthog_persondistinctid.version of each mapping
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    rows: list[Row] = field(default_factory=list)
+    touched: dict[str, _Person] = field(default_factory=dict)  # uuid -> person
+    touched_ids: set[tuple[int, str]] = field(default_factory=set)
+    deleted: list[tuple[PersonRecord, int]] = field(default_factory=list)  # (person, last version)
+    mirrored_persons: dict[str, int] = field(default_factory=dict)
+    mirrored_ids: dict[tuple[int, str], tuple[str, int]] = field(default_factory=dict)
+
+    def bind(self, person: _Person, team_id: int, distinct_ids: Iterable[str], *, version: int | None = None) -> None:
+        """`distinct_ids` belong to `person`; `version`: their row version, when it changed."""
+        for distinct_id in distinct_ids:
+            key = (team_id, distinct_id)
+            self.by_distinct_id[key] = person
+            self.touched_ids.add(key)
+            if version is not None:
+                self.id_versions[key] = version
+        self.touched[person.record.uuid] = person
+
+    def load(self, found: dict[tuple[int, str], tuple[PersonRecord, int]]) -> None:
+        """Adopt rows read from Postgres, sharing one working copy per person."""
+        copies = {p.record.uuid: p for p in self.by_distinct_id.values()}
+        for key, (record, version) in found.items():
+            current = copies.get(record.uuid)
+            if current is None or current.record.version != record.version:
+                current = copies[record.uuid] = _working_copy(record)
+            self.by_distinct_id[key] = current
+            self.id_versions[key] = version
+
+
+def _updates(properties: dict[str, Any]) -> tuple[dict, dict, Any]:
+    set_ = properties.get("$set")
+    set_once = properties.get("$set_once")
+    return (
+        set_ if isinstance(set_, dict) else {},
+        set_once if isinstance(set_once, dict) else {},
+        properties.get("$unset") or [],
+    )
+
+
+class PersonsStep:
+    def __init__(self, *, store: PersonStore, ledger: MirrorLedger | None = None) -> None:
+        self._store = store
+        self.ledger = ledger or MirrorLedger()
+
+    async def prefetch(self, events: Iterable[PipelineEvent]) -> PersonBatch:
+        keys = set()
+        for e in events:
+            keys.add((e.team_id, e.distinct_id))
+            if e.event in MERGE_EVENTS and (ids := merge_ids(e.event, e.distinct_id, e.properties)):
+                keys.add((e.team_id, ids[0]))
+        batch = PersonBatch({}, {})
+        batch.load(await self._store.fetch(keys))
+        return batch
+
+    async def process(self, event: PipelineEvent, batch: PersonBatch) -> Ok[PipelineEvent]:
+        assert event.team_id is not None and event.resolved_timestamp is not None
+        warnings: list[IngestionWarning] = []
+        person = None
+        if event.event in MERGE_EVENTS and (ids := merge_ids(event.event, event.distinct_id, event.properties)):
+            person = await self._merge_event(event, ids, batch, warnings)
+        if person is None:
+            person = batch.by_distinct_id.get((event.team_id, event.distinct_id))
+        if person is None:
+            person = await self._create(event, batch)
+        else:
+            self._apply(person, event)
+        batch.bind(person, event.team_id, [event.distinct_id])  # (marks it touched)
+        return Ok(event.evolve(person=person.view(), warnings=event.warnings + tuple(warnings)))
+
+    @staticmethod
+    def _apply(person: _Person, event: PipelineEvent) -> None:
+        set_, set_once, unset = _updates(event.properties)
+        if set_ or set_once or unset:
+            person.state, changed = apply_event(
+                person.state, set=set_, set_once=set_once, unset=unset,
+                timestamp=event.resolved_timestamp, tiebreak=event.uuid,
+            )  # fmt: skip
+            person.dirty |= changed
+
+    async def _create(self, event: PipelineEvent, batch: PersonBatch) -> _Person:
+        """The person of an event whose distinct id has none yet (first sighting)."""
+        key = (event.team_id, event.distinct_id)
+        async with batch.lock:
+            for attempt in range(WRITE_ATTEMPTS):
+                existing = batch.by_distinct_id.get(key)
+                if existing is not None:  # another group of this batch, or another worker, made it
+                    self._apply(existing, event)
+                    return existing
+                try:
+                    return await self._try_create(event, [event.distinct_id], batch, identified=False, attempt=attempt)
+                except AlreadyExists:
+                    batch.load(await self._store.fetch([key]))
+        raise PersonWriteConflict(f"could not create a person for {event.distinct_id!r} in team {event.team_id}")
+
+    async def _try_create(
+        self, event: PipelineEvent, distinct_ids: list[str], batch: PersonBatch, *, identified: bool, attempt: int
+    ) -> _Person:
+        """One attempt at a new person owning `distinct_ids`; AlreadyExists if one is taken."""
+        set_, set_once, unset = _updates(event.properties)
+        state = initial(set=set_, set_once=set_once, unset=unset, timestamp=event.resolved_timestamp, tiebreak=event.uuid)
+        properties, last_updated, last_operation = state.to_columns()
+        columns = PersonColumns(properties, last_updated, last_operation, identified, event.resolved_timestamp)
+        # The deterministic uuid first; if it is taken (its distinct id now belongs to another
+        # person after a merge), a random one.
+        uuid = person_uuid(event.team_id, distinct_ids[0]) if attempt == 0 else str(uuid_lib.uuid4())
+        record = await self._store.create(team_id=event.team_id, uuid=uuid, distinct_ids=distinct_ids, columns=columns)
+        person = _Person(record, state, identified, record.created_at)
+        batch.bind(person, event.team_id, distinct_ids, version=0)
+        return person
+
+    async def _merge_event(
+        self, event: PipelineEvent, ids: tuple[str, str], batch: PersonBatch, warnings: list[IngestionWarning]
+    ) -> _Person | None:
+        other_id, into_id = ids
+        if other_id == into_id:
+            return None
+        illegal = next((i for i in (into_id, other_id) if is_illegal_distinct_id(i)), None)
+        if illegal is not None:
+            other = other_id if illegal == into_id else into_id
+            warnings.append(
+                IngestionWarning(
+                    "cannot_merge_with_illegal_distinct_id",
+                    {"illegalDistinctId": illegal, "otherDistinctId": other, "eventUuid": event.uuid},
+                )
+            )
+            return None
+        team_id = event.team_id
+        for attempt in range(WRITE_ATTEMPTS):
+            async with batch.lock:
+                other = batch.by_distinct_id.get((team_id, other_id))
+                into = batch.by_distinct_id.get((team_id, into_id))
+                created = False
+                try:
+                    if other is None and into is None:
+                        person = await self._try_create(event, [into_id, other_id], batch, identified=True, attempt=attempt)
+                        created = True
+                    elif into is None:
+                        await self._store.add_distinct_id(other.record, into_id)
+                        person = other
+                        batch.bind(person, team_id, [into_id], version=0)
+                    elif other is None:
+                        await self._store.add_distinct_id(into.record, other_id)
+                        person = into
+                        batch.bind(person, team_id, [other_id], version=0)
+                    elif other is into:
+                        person = into
+                    elif event.event == "$merge_dangerously" or not other.is_identified:
+                        person = await self._merge_persons(into, other, batch)
+                    else:
+                        warnings.append(
+                            IngestionWarning(
+                                "cannot_merge_already_identified",
+                                {"sourcePersonDistinctId": other_id, "targetPersonDistinctId": into_id, "eventUuid": event.uuid},
+                            )
+                        )
+                        person = into
+                except (AlreadyExists, VersionConflict):
+                    await self._refresh(batch, team_id, [other_id, into_id])
+                    continue
+            if not created:
+                self._apply(person, event)
+            if not person.is_identified:
+                person.is_identified = True
+                person.dirty = True
+            return person
+        raise PersonWriteConflict(f"could not merge {other_id!r} into {into_id!r} in team {team_id}")
+
+    async def _merge_persons(self, into: _Person, other: _Person, batch: PersonBatch) -> _Person:
+        state = merge_states(into.state, other.state)
+        properties, last_updated, last_operation = state.to_columns()
+        columns = PersonColumns(
+            properties, last_updated, last_operation, True, min(into.created_at, other.created_at)
+        )
+        result = await self._store.merge(into=into.record, other=other.record, columns=columns)
+        into.record, into.state, into.is_identified, into.created_at = result.into, state, True, result.into.created_at
+        into.dirty = False
+        for key, person in list(batch.by_distinct_id.items()):
+            if person is other:  # ids of `other` the batch knows but the move did not report
+                batch.by_distinct_id[key] = into
+        for distinct_id, version in result.moved:
+            batch.bind(into, into.record.team_id, [distinct_id], version=version)
+        batch.touched.pop(other.record.uuid, None)
+        batch.touched[into.record.uuid] = into
+        batch.deleted.append((other.record, result.deleted_version))
+        return into
+
+    async def _refresh(self, batch: PersonBatch, team_id: int, distinct_ids: list[str]) -> None:
+        found = await self._store.fetch([(team_id, d) for d in distinct_ids])
+        for d in distinct_ids:
+            if (team_id, d) not in found:
+                batch.by_distinct_id.pop((team_id, d), None)
+        batch.load(found)
+
+    async def flush(self, batch: PersonBatch, *, now: dt.datetime) -> None:
+        """Write every changed person once; then add the ClickHouse rows the batch owes."""
+        for person in batch.touched.values():
+            if person.dirty:
+                await self._write(person)
+        self._mirror(batch, now)
+
+    async def _write(self, person: _Person) -> None:
+        """Optimistically first; if another worker wrote the person meanwhile, under its row lock,
+        merging their state with ours (commutative, so neither write is lost)."""
+        try:
+            person.record = await self._store.update(person.record, person.columns())
+        except VersionConflict:
+
+            def combine(latest: PersonRecord) -> PersonColumns:
+                theirs = _working_copy(latest)
+                person.state = merge_states(person.state, theirs.state)
+                person.is_identified = person.is_identified or latest.is_identified
+                person.created_at = min(person.created_at, latest.created_at)
+                return person.columns()
+
+            try:
+                person.record = await self._store.update_locked(person.record, combine)
+            except Gone:
+                raise PersonWriteConflict(f"person {person.record.uuid} was merged away meanwhile") from None
+        person.dirty = False
+
+    def _mirror(self, batch: PersonBatch, now: dt.datetime) -> None:
+        timestamp = int(now.timestamp())
+        for person in batch.touched.values():
+            record = person.record
+            if self.ledger.person_known(record.uuid, record.version):
+                continue
+            batch.rows.append(_person_row(record, person.state.properties, person.is_identified, person.created_at, 0, record.version, timestamp))
+            batch.mirrored_persons[record.uuid] = record.version
+        for record, version in batch.deleted:
+            batch.rows.append(_person_row(record, {}, record.is_identified, record.created_at, 1, version + TOMBSTONE_VERSION_BUMP, timestamp))
+        for key in batch.touched_ids:
+            person = batch.by_distinct_id.get(key)
+            if person is None:
+                continue
+            value = (person.record.uuid, batch.id_versions.get(key, 0))
+            if self.ledger.distinct_id_known(key, value):
+                continue
+            batch.rows.append(_distinct_id_row(key, *value, timestamp))
+            batch.mirrored_ids[key] = value
+
+    def confirm(self, batch: PersonBatch) -> None:
+        """The batch's rows are durable: remember them, so later batches do not re-emit them."""
+        self.ledger.record(batch.mirrored_persons, batch.mirrored_ids)
+
+
+def _person_row(record: PersonRecord, properties: dict, is_identified: bool, created_at: dt.datetime,
+                is_deleted: int, version: int, timestamp: int) -> Row:  # fmt: skip
+    row = {
+        "id": record.uuid, "created_at": ch_datetime(created_at)[:23], "team_id": record.team_id,
+        "properties": jsonx.dumps_str(properties), "is_identified": int(is_identified), "is_deleted": is_deleted,
+        "version": version, "_timestamp": timestamp, "_offset": 0,
+    }  # fmt: skip
+    return Row(PERSON_TABLE, jsonx.dumps(row), record.uuid.encode())
+
+
+def _distinct_id_row(key: tuple[int, str], person_uuid_: str, version: int, timestamp: int) -> Row:
+    # `version` is posthog_persondistinctid.version: a move to another person increments it, so
+    # the newest mapping wins in ClickHouse's ReplacingMergeTree(version).
+    row = {
+        "team_id": key[0], "distinct_id": key[1], "person_id": person_uuid_, "is_deleted": 0,
+        "version": version, "_timestamp": timestamp, "_offset": 0, "_partition": 0,
+    }  # fmt: skip
+    return Row(PERSON_DISTINCT_ID_TABLE, jsonx.dumps(row), key[1].encode())

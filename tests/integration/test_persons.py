@@ -1,0 +1,222 @@
+"""Persons against real Postgres: creation, $set rules, PostHog's merge examples, races."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import pytest
+import trio
+
+from plugin_server.ingestion.event import Team
+from plugin_server.ingestion.persons import PersonsStep, person_uuid
+from plugin_server.ingestion.pipeline import IngestionPipeline
+from plugin_server.ingestion.row import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE
+from plugin_server.ingestion.teams import TeamCache
+from plugin_server.storage.kafka import Message
+from plugin_server.storage.persons import PersonStore
+from plugin_server.storage.postgres import open_postgres
+from plugin_server.storage.teams import TeamStore
+
+T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+
+class World:
+    """A pipeline with real Postgres persons for one fresh team; events are fed as capture messages."""
+
+    def __init__(self, pg, team: Team) -> None:
+        self.team = team
+        self.store = PersonStore(pg=pg)
+        self.offset = 0
+
+        async def by_tokens(tokens):
+            return [team] if team.api_token in tokens else []
+
+        async def by_ids(ids):
+            return [team] if team.id in ids else []
+
+        teams = TeamCache(fetch_by_tokens=by_tokens, fetch_by_ids=by_ids, ttl_seconds=60)
+        self.steps = PersonsStep(store=self.store)
+        self.pipeline = IngestionPipeline(teams=teams, tasks_per_worker=4, persons=self.steps, clock=lambda: T0)
+
+    def message(self, event: str, distinct_id: str, *, at: dt.datetime = T0, **properties) -> Message:
+        self.offset += 1
+        data = {"event": event, "properties": properties, "timestamp": at.isoformat()}
+        envelope = {
+            "uuid": str(uuid.uuid4()), "distinct_id": distinct_id, "ip": None, "site_url": "", "token": self.team.api_token,
+            "now": T0.isoformat(), "sent_at": None, "data": json.dumps(data),
+        }  # fmt: skip
+        return Message("events", 0, self.offset, None, json.dumps(envelope).encode(), 1_700_000_000_000)
+
+    async def run(self, *messages: Message):
+        out = await self.pipeline.process(list(messages))
+        for confirm in out.on_durable:
+            confirm()
+        return out
+
+    async def person(self, distinct_id: str):
+        found = await self.store.fetch([(self.team.id, distinct_id)])
+        return found[(self.team.id, distinct_id)][0] if found else None
+
+    async def ids(self, distinct_id: str) -> list[str]:
+        person = await self.person(distinct_id)
+        return [d for d, _ in await self.store.distinct_ids_of(person)]
+
+
+@pytest.fixture
+async def world(aio, services):  # noqa: ARG001
+    async with open_postgres(services.database_url, max_size=8) as pg:
+        team = await TeamStore(pg=pg).create("persons")
+        yield World(pg, team)
+
+
+def rows(out, table: str) -> list[dict]:
+    return [json.loads(row.line) for _, row in out.rows if row.table == table]
+
+
+def event_person_ids(out) -> list[str]:
+    return [json.loads(row.line)["person_id"] for _, row in out.rows if row.table == "events"]
+
+
+async def test_first_event_creates_a_person_with_set_and_set_once(world):
+    out = await world.run(world.message("$pageview", "anon-1", **{"$set": {"a": 1, "b": 2}, "$set_once": {"b": 9, "c": 3}}))
+    person = await world.person("anon-1")
+    assert person.properties == {"a": 1, "b": 2, "c": 3}  # $set wins over $set_once
+    assert person.uuid == person_uuid(world.team.id, "anon-1") and not person.is_identified
+    assert person.created_at == T0
+    assert event_person_ids(out) == [person.uuid]
+    (ch_person,) = rows(out, PERSON_TABLE)
+    assert ch_person["id"] == person.uuid and json.loads(ch_person["properties"]) == person.properties
+    assert [(r["distinct_id"], r["person_id"]) for r in rows(out, PERSON_DISTINCT_ID_TABLE)] == [("anon-1", person.uuid)]
+
+
+async def test_a_batch_of_updates_to_one_person_is_one_write(world):
+    await world.run(world.message("$pageview", "hot"))
+    before = await world.person("hot")
+    messages = [world.message("$set", "hot", at=T0 + dt.timedelta(seconds=i), **{"$set": {"n": i}}) for i in range(50)]
+    out = await world.run(*messages)
+    after = await world.person("hot")
+    assert after.properties == {"n": 49}
+    assert after.version == before.version + 1
+    assert len(rows(out, PERSON_TABLE)) == 1
+    # each event row carries the person as of that event
+    props = [json.loads(json.loads(row.line)["person_properties"])["n"] for _, row in out.rows if row.table == "events"]
+    assert props == list(range(50))
+
+
+async def test_unset_and_unchanged_updates(world):
+    await world.run(world.message("$pageview", "u", **{"$set": {"a": 1, "b": 2}}))
+    version = (await world.person("u")).version
+    out = await world.run(world.message("$set", "u", at=T0 + dt.timedelta(seconds=1), **{"$set": {"a": 1}}))
+    assert (await world.person("u")).version == version and rows(out, PERSON_TABLE) == []
+    await world.run(world.message("$set", "u", at=T0 + dt.timedelta(seconds=2), **{"$unset": ["a"]}))
+    assert (await world.person("u")).properties == {"b": 2}
+
+
+async def test_late_older_set_does_not_overwrite_a_newer_one(world):
+    await world.run(world.message("$set", "late", at=T0 + dt.timedelta(hours=1), **{"$set": {"plan": "pro"}}))
+    await world.run(world.message("$set", "late", at=T0, **{"$set": {"plan": "free"}, "$set_once": {"first": "old"}}))
+    await world.run(world.message("$set", "late", at=T0 + dt.timedelta(hours=2), **{"$set_once": {"first": "new"}}))
+    assert (await world.person("late")).properties == {"plan": "pro", "first": "old"}
+
+
+async def test_create_alias_merges_two_persons_with_newest_values_winning(world):
+    await world.run(world.message("$pageview", "old_distinct_id", **{"$set": {"key_on_both": "old value both", "key_on_old": "old value"}}))
+    later = T0 + dt.timedelta(minutes=1)
+    await world.run(world.message("$pageview", "new_distinct_id", at=later, **{"$set": {"key_on_both": "new value both", "key_on_new": "new value"}}))
+    old = await world.person("old_distinct_id")
+    out = await world.run(world.message("$create_alias", "new_distinct_id", at=later, alias="old_distinct_id"))
+    merged = await world.person("new_distinct_id")
+    assert await world.person("old_distinct_id") == merged
+    assert await world.ids("new_distinct_id") == ["old_distinct_id", "new_distinct_id"]
+    assert merged.properties == {"key_on_both": "new value both", "key_on_new": "new value", "key_on_old": "old value"}
+    assert merged.is_identified and merged.created_at == T0
+    tombstones = [r for r in rows(out, PERSON_TABLE) if r["is_deleted"]]
+    assert [t["id"] for t in tombstones] == [old.uuid]
+    moved = {r["distinct_id"]: r for r in rows(out, PERSON_DISTINCT_ID_TABLE)}
+    assert moved["old_distinct_id"]["person_id"] == merged.uuid and moved["old_distinct_id"]["version"] == 1
+
+
+@pytest.mark.parametrize("existing", ["none", "old", "new"])
+async def test_create_alias_links_ids(world, existing):
+    if existing != "none":
+        await world.run(world.message("$pageview", existing))
+    await world.run(world.message("$create_alias", "new", alias="old"))
+    assert sorted(await world.ids("new")) == ["new", "old"]
+    assert (await world.person("old")).is_identified
+
+
+async def test_identify_keeps_growing_one_person(world):
+    await world.run(world.message("$pageview", "anonymous_id"))
+    await world.run(world.message("$pageview", "new_distinct_id", **{"$set": {"email": "a@b.c"}}))
+    await world.run(world.message("$identify", "new_distinct_id", **{"$anon_distinct_id": "anonymous_id"}))
+    await world.run(world.message("$pageview", "anonymous_id_2"))
+    await world.run(world.message("$identify", "new_distinct_id", **{"$anon_distinct_id": "anonymous_id_2"}))
+    person = await world.person("new_distinct_id")
+    assert await world.ids("new_distinct_id") == ["anonymous_id", "new_distinct_id", "anonymous_id_2"]
+    assert person.properties == {"email": "a@b.c"} and person.is_identified
+
+
+@pytest.mark.parametrize("illegal", ["undefined", "[object Object]", "0", "anonymous", "'guest'"])
+async def test_illegal_ids_are_never_merged(world, illegal):
+    out = await world.run(world.message("$identify", "user-1", **{"$anon_distinct_id": illegal}))
+    assert await world.ids("user-1") == ["user-1"]
+    assert await world.person(illegal) is None
+    assert out.warnings == ["cannot_merge_with_illegal_distinct_id"]
+    assert len(rows(out, "events")) == 1
+
+
+async def test_identify_with_its_own_id_changes_nothing(world):
+    await world.run(world.message("$identify", "same", **{"$anon_distinct_id": "same"}))
+    assert not (await world.person("same")).is_identified
+
+
+async def test_an_identified_person_is_merged_only_dangerously(world):
+    await world.run(world.message("$identify", "user-a", **{"$anon_distinct_id": "anon-a"}))
+    await world.run(world.message("$identify", "user-b", **{"$anon_distinct_id": "anon-b"}))
+    out = await world.run(world.message("$identify", "user-b", **{"$anon_distinct_id": "user-a"}))
+    assert out.warnings == ["cannot_merge_already_identified"]
+    assert (await world.person("user-a")) != (await world.person("user-b"))
+    await world.run(world.message("$merge_dangerously", "user-b", alias="user-a"))
+    assert sorted(await world.ids("user-b")) == ["anon-a", "anon-b", "user-a", "user-b"]
+
+
+async def test_distinct_ids_are_per_team(world, services):
+    async with open_postgres(services.database_url, max_size=2) as pg:
+        other = World(pg, await TeamStore(pg=pg).create("other"))
+        await world.run(world.message("$pageview", "shared", **{"$set": {"team": "one"}}))
+        await other.run(other.message("$pageview", "shared", **{"$set": {"team": "two"}}))
+        assert (await world.person("shared")).properties == {"team": "one"}
+        assert (await other.person("shared")).properties == {"team": "two"}
+
+
+async def test_two_workers_racing_on_the_same_ids_never_make_two_persons(world, services):
+    """Two pipelines (as two worker processes would) run interleaved identify/alias streams."""
+    async with open_postgres(services.database_url, max_size=8) as pg2:
+        second = World(pg2, world.team)
+        streams = []
+        for w in (world, second):
+            stream = []
+            for i in range(20):
+                at = T0 + dt.timedelta(seconds=i)
+                stream.append(w.message("$pageview", f"anon-{i % 5}", at=at, **{"$set": {f"k{i % 3}": i}}))
+                stream.append(w.message("$identify", f"user-{i % 2}", at=at, **{"$anon_distinct_id": f"anon-{i % 5}"}))
+                stream.append(w.message("$create_alias", f"user-{i % 2}", at=at, alias=f"alias-{i % 4}"))
+            streams.append((w, stream))
+
+        async def feed(w, stream):
+            for start in range(0, len(stream), 7):
+                await w.run(*stream[start : start + 7])
+
+        async with trio.open_nursery() as nursery:
+            for w, stream in streams:
+                nursery.start_soon(feed, w, stream)
+
+        every_id = [f"anon-{i}" for i in range(5)] + ["user-0", "user-1"] + [f"alias-{i}" for i in range(4)]
+        found = await world.store.fetch([(world.team.id, d) for d in every_id])
+        assert set(found) == {(world.team.id, d) for d in every_id}  # every id has exactly one person
+        persons = {record.uuid: record for record, _ in found.values()}
+        for record in persons.values():  # each person's rows agree with its distinct ids
+            ids = [d for d, _ in await world.store.distinct_ids_of(record)]
+            assert all(found[(world.team.id, d)][0].uuid == record.uuid for d in ids)
