@@ -150,3 +150,41 @@ def test_worker_processes_share_the_topic_and_a_killed_one_is_replaced(server_en
     assert {r["uuid"] for r in uuids} == {m.uuid for m in first + second}
     assert "ingestion worker exited; restarting" in server.log()
     assert not [c for c in all_children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_synth_persons_are_consistent_between_postgres_and_clickhouse(server_env, start_server, team):
+    """One query per question a reviewer would ask of persons after a synth run."""
+    messages = list(synth.generate(token=team["api_token"], events=1500, persons=60, seed=31, now=dt.datetime.now(dt.UTC)))
+    server = start_server(server_env)
+    server.wait_ready()
+    produce(server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"], [(m.key, m.value) for m in messages])
+    wait_until(lambda: count_events(server_env, team["id"]) >= len(messages), 90, "every event")
+
+    expected_ids = set()
+    for m in messages:
+        envelope = json.loads(m.value)
+        properties = json.loads(envelope["data"]).get("properties", {})
+        expected_ids.add(envelope["distinct_id"])
+        for linked in (properties.get("$anon_distinct_id"), properties.get("alias")):
+            if linked and envelope["distinct_id"] != linked and m.event in ("$identify", "$create_alias"):
+                expected_ids.add(str(linked))
+
+    tid = team["id"]
+    mapping = query(
+        f"SELECT distinct_id, toString(person_id) AS person_id FROM person_distinct_id2 FINAL WHERE team_id = {tid}",
+        server_env,
+    )
+    persons = query(
+        f"SELECT toString(id) AS id, is_deleted FROM person FINAL WHERE team_id = {tid}", server_env
+    )
+    events_without_person = query(
+        f"SELECT count() AS c FROM events WHERE team_id = {tid} AND person_id = toUUID('00000000-0000-0000-0000-000000000000')",
+        server_env,
+    )
+    assert server.stop() == 0, server.log()
+
+    assert {r["distinct_id"] for r in mapping} == expected_ids  # every id, exactly once (FINAL)
+    live = {p["id"] for p in persons if not int(p["is_deleted"])}
+    assert {r["person_id"] for r in mapping} == live  # every mapping points at a live person, and back
+    assert int(events_without_person[0]["c"]) == 0
+    assert len(live) <= 60  # at most one person per synthetic person
