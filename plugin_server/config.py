@@ -146,6 +146,7 @@ class Settings:
     clickhouse_person_distinct_id_kafka_topic: str = setting(
         "clickhouse_person_distinct_id", _topic, "Topic of person distinct id rows (kafka sink and writer)."
     )
+    clickhouse_groups_kafka_topic: str = setting("clickhouse_groups", _topic, "Topic of group rows (kafka sink and writer).")
     kafka_consumer_group: str = setting("ingestion", _text, "Consumer group of the ingestion workers.")
     kafka_writer_group: str = setting("clickhouse-writer", _text, "Consumer group of the ClickHouse writer.")
     clickhouse_url: str = setting(

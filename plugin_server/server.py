@@ -23,7 +23,7 @@ from plugin_server.config import Settings
 from plugin_server.http import App, ServerState, run_http
 from plugin_server.ingestion.pipeline import IngestionPipeline
 from plugin_server.ingestion.persons import PersonsStep
-from plugin_server.ingestion.row import EVENTS_TABLE, PERSON_DISTINCT_ID_TABLE, PERSON_TABLE, WARNINGS_TABLE
+from plugin_server.ingestion.row import EVENTS_TABLE, GROUPS_TABLE, PERSON_DISTINCT_ID_TABLE, PERSON_TABLE, WARNINGS_TABLE
 from plugin_server.ingestion.teams import TeamCache
 from plugin_server.sinks import DirectSink, KafkaSink
 from plugin_server.migrations import SchemaOutdated, migrate_clickhouse, pending_clickhouse, pending_postgres
@@ -50,6 +50,7 @@ def row_topics(settings: Settings) -> dict[str, str]:
         WARNINGS_TABLE: settings.clickhouse_ingestion_warnings_kafka_topic,
         PERSON_TABLE: settings.clickhouse_person_kafka_topic,
         PERSON_DISTINCT_ID_TABLE: settings.clickhouse_person_distinct_id_kafka_topic,
+        GROUPS_TABLE: settings.clickhouse_groups_kafka_topic,
     }
 
 

@@ -94,6 +94,7 @@ def settings(services: Services, unique: str) -> Settings:
             "CLICKHOUSE_INGESTION_WARNINGS_KAFKA_TOPIC": f"t{unique}_clickhouse_ingestion_warnings",
             "CLICKHOUSE_PERSON_KAFKA_TOPIC": f"t{unique}_clickhouse_person",
             "CLICKHOUSE_PERSON_DISTINCT_ID_KAFKA_TOPIC": f"t{unique}_clickhouse_person_distinct_id",
+            "CLICKHOUSE_GROUPS_KAFKA_TOPIC": f"t{unique}_clickhouse_groups",
             "KAFKA_CONSUMER_GROUP": f"t{unique}_ingestion",
             "KAFKA_WRITER_GROUP": f"t{unique}_writer",
             "HTTP_PORT": "0",

@@ -36,6 +36,16 @@ class PersonView:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupView:
+    """A group an event names, as of that event (for the event row's group columns)."""
+
+    index: int  # group type index, 0..4
+    key: str
+    properties: dict[str, Any]
+    created_at: dt.datetime | None  # None: the group is not known (PostHog writes epoch 0)
+
+
+@dataclass(frozen=True, slots=True)
 class IngestionWarning:
     type: str
     details: dict[str, Any]
@@ -63,6 +73,7 @@ class PipelineEvent:
     team: Team | None = None
     resolved_timestamp: dt.datetime | None = None
     person: PersonView | None = None
+    groups: tuple[GroupView, ...] = ()
     warnings: tuple[IngestionWarning, ...] = field(default=())
 
     def evolve(self, **changes: Any) -> PipelineEvent:

@@ -20,10 +20,11 @@ ReplacingMergeTree(version).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid as uuid_lib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,12 +121,13 @@ class MirrorLedger:
 
 @dataclass
 class PersonBatch:
-    """The persons one batch works on. Structural changes (create, link, merge) take `lock`, so
-    two groups of the batch that share a person never interleave them."""
+    """The persons one batch works on. Creating, linking and merging take the locks of the
+    distinct ids involved (`locked`); races beyond those ids are caught by Postgres (versions,
+    unique keys) and resolved by re-reading."""
 
     by_distinct_id: dict[tuple[int, str], _Person]
     id_versions: dict[tuple[int, str], int]  # posthog_persondistinctid.version of each mapping
-    lock: trio.Lock = field(default_factory=trio.Lock)
+    _locks: dict[tuple[int, str], trio.Lock] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     touched: dict[str, _Person] = field(default_factory=dict)  # uuid -> person
     touched_ids: set[tuple[int, str]] = field(default_factory=set)
@@ -142,6 +144,16 @@ class PersonBatch:
             if version is not None:
                 self.id_versions[key] = version
         self.touched[person.record.uuid] = person
+
+    @contextlib.asynccontextmanager
+    async def locked(self, team_id: int, *distinct_ids: str) -> AsyncIterator[None]:
+        """Hold the locks of these distinct ids (in sorted order, so two holders cannot deadlock):
+        creations and merges of different ids run concurrently, of the same id one at a time."""
+        locks = [self._locks.setdefault((team_id, d), trio.Lock()) for d in sorted(set(distinct_ids))]
+        async with contextlib.AsyncExitStack() as stack:
+            for lock in locks:
+                await stack.enter_async_context(lock)
+            yield
 
     def load(self, found: dict[tuple[int, str], tuple[PersonRecord, int]]) -> None:
         """Adopt rows read from Postgres, sharing one working copy per person."""
@@ -207,7 +219,7 @@ class PersonsStep:
     async def _create(self, event: PipelineEvent, batch: PersonBatch) -> _Person:
         """The person of an event whose distinct id has none yet (first sighting)."""
         key = (event.team_id, event.distinct_id)
-        async with batch.lock:
+        async with batch.locked(*key):
             for attempt in range(WRITE_ATTEMPTS):
                 existing = batch.by_distinct_id.get(key)
                 if existing is not None:  # another group of this batch, or another worker, made it
@@ -253,7 +265,7 @@ class PersonsStep:
             return None
         team_id = event.team_id
         for attempt in range(WRITE_ATTEMPTS):
-            async with batch.lock:
+            async with batch.locked(team_id, other_id, into_id):
                 other = batch.by_distinct_id.get((team_id, other_id))
                 into = batch.by_distinct_id.get((team_id, into_id))
                 created = False
@@ -320,8 +332,12 @@ class PersonsStep:
 
     async def flush(self, batch: PersonBatch, *, now: dt.datetime) -> None:
         """Write every changed person once; then add the ClickHouse rows the batch owes."""
-        for person in batch.touched.values():
-            if person.dirty:
+        dirty = [p for p in batch.touched.values() if p.dirty]
+        written = await self._store.update_many([(p.record, p.columns()) for p in dirty])
+        for person in dirty:
+            if person.record.id in written:
+                person.record, person.dirty = written[person.record.id], False
+            else:  # another worker wrote it since we read it
                 await self._write(person)
         self._mirror(batch, now)
 

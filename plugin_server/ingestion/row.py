@@ -21,11 +21,16 @@ PERSON_DISTINCT_ID_TABLE = "person_distinct_id2"
 EVENT_COLUMNS = [
     "uuid", "event", "properties", "timestamp", "team_id", "distinct_id", "elements_chain", "created_at",
     "person_id", "person_properties", "person_created_at", "_timestamp", "_offset", "_partition",
+    *(f"$group_{i}" for i in range(5)), *(f"group{i}_properties" for i in range(5)),
+    *(f"group{i}_created_at" for i in range(5)),
 ]  # fmt: skip
+GROUPS_TABLE = "groups"
+GROUP_COLUMNS = ["group_type_index", "group_key", "created_at", "team_id", "group_properties", "_timestamp", "_offset"]
 WARNING_COLUMNS = ["team_id", "source", "type", "details", "timestamp", "_timestamp", "_offset", "_partition"]
 PERSON_COLUMNS = ["id", "created_at", "team_id", "properties", "is_identified", "is_deleted", "version", "_timestamp", "_offset"]
 PERSON_DISTINCT_ID_COLUMNS = ["team_id", "distinct_id", "person_id", "is_deleted", "version", "_timestamp", "_offset", "_partition"]
 COLUMNS = {
+    GROUPS_TABLE: GROUP_COLUMNS,
     EVENTS_TABLE: EVENT_COLUMNS,
     WARNINGS_TABLE: WARNING_COLUMNS,
     PERSON_TABLE: PERSON_COLUMNS,
@@ -77,6 +82,10 @@ def event_rows(event: PipelineEvent, *, created_at: str) -> list[Row]:
         "_offset": event.source.offset,
         "_partition": event.source.partition,
     }
+    for group in event.groups:
+        row[f"$group_{group.index}"] = group.key
+        row[f"group{group.index}_properties"] = jsonx.dumps_str(group.properties)
+        row[f"group{group.index}_created_at"] = ch_datetime(group.created_at)[:23] if group.created_at else NO_PERSON_CREATED_AT
     rows = [Row(EVENTS_TABLE, jsonx.dumps(row), event.uuid.encode())]
     rows.extend(warning_row(w, team_id=event.team_id, event=event, at=created_at) for w in event.warnings)
     return rows

@@ -52,6 +52,15 @@ UPDATE posthog_person AS p SET properties = $3, properties_last_updated_at = $4,
 WHERE p.id = $1 AND COALESCE(p.version, 0) = $2
 RETURNING {PERSON_COLUMNS}"""
 
+UPDATE_MANY_IF_VERSION = f"""
+UPDATE posthog_person AS p SET properties = u.properties, properties_last_updated_at = u.last_updated,
+    properties_last_operation = u.last_operation, is_identified = u.is_identified, created_at = u.created_at,
+    version = COALESCE(p.version, 0) + 1
+FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[], $4::jsonb[], $5::jsonb[], $6::bool[], $7::timestamptz[])
+    AS u(id, version, properties, last_updated, last_operation, is_identified, created_at)
+WHERE p.id = u.id AND COALESCE(p.version, 0) = u.version
+RETURNING {PERSON_COLUMNS}"""
+
 LOCK_PERSONS = f"SELECT {PERSON_COLUMNS} FROM posthog_person p WHERE p.id = ANY($1::bigint[]) ORDER BY p.id FOR UPDATE"
 
 MOVE_DISTINCT_IDS = """
@@ -173,6 +182,19 @@ class PersonStore:
         if row is None:
             raise VersionConflict(f"person {person.uuid} changed since version {person.version}")
         return _record(row)
+
+    async def update_many(self, writes: list[tuple[PersonRecord, PersonColumns]]) -> dict[int, PersonRecord]:
+        """`update` for many persons in one round trip. Returns the written rows by person id;
+        a person missing from the result changed since it was read (a VersionConflict)."""
+        if not writes:
+            return {}
+        rows = await self._pg.fetch(
+            UPDATE_MANY_IF_VERSION,
+            [p.id for p, _ in writes], [p.version for p, _ in writes], [c.properties for _, c in writes],
+            [c.properties_last_updated_at for _, c in writes], [c.properties_last_operation for _, c in writes],
+            [c.is_identified for _, c in writes], [c.created_at for _, c in writes],
+        )  # fmt: skip
+        return {r["id"]: _record(r) for r in rows}
 
     async def update_locked(
         self, person: PersonRecord, compute: Callable[[PersonRecord], PersonColumns]

@@ -67,6 +67,7 @@ def test_row_topics_cover_every_table_and_follow_settings():
         "ingestion_warnings": "t_warnings",
         "person": "clickhouse_person",
         "person_distinct_id2": "clickhouse_person_distinct_id",
+        "groups": "clickhouse_groups",
     }
     defaults = row_topics(Settings())
     assert set(defaults) == set(COLUMNS)
