@@ -12,10 +12,14 @@ from typing import Any
 
 from plugin_server.ingestion import jsonx
 from plugin_server.ingestion.event import PipelineEvent, Source
+from plugin_server.ingestion.person_rules import extract_elements_chain, strip_nul
 from plugin_server.ingestion.results import DeadLetter, Ok
 
 MAX_DISTINCT_ID_LENGTH = 200
 MAX_EVENT_NAME_LENGTH = 200
+# Properties larger than this are refused: past it a row no longer fits Kafka's default message
+# size (1 MB), and no analytics question needs one event to carry that much.
+MAX_PROPERTIES_BYTES = 900_000
 
 
 class Reason:
@@ -31,6 +35,7 @@ class Reason:
     NO_DISTINCT_ID = "invalid_distinct_id"
     NO_EVENT = "missing_event_name"
     BAD_PROPERTIES = "invalid_properties"
+    TOO_LARGE = "properties_too_large"
 
 
 _loads = jsonx.loads  # strict: NaN, Infinity and runaway nesting are refused
@@ -116,6 +121,13 @@ def parse_message(value: bytes | None, source: Source) -> Ok[PipelineEvent] | De
 
     if not _merge_person_updates(properties, merged):
         return DeadLetter(Reason.BAD_PROPERTIES, "$set and $set_once must be objects")
+    if len(value) > MAX_PROPERTIES_BYTES and (size := len(jsonx.dumps(properties))) > MAX_PROPERTIES_BYTES:
+        return DeadLetter(Reason.TOO_LARGE, f"properties are {size} bytes, more than {MAX_PROPERTIES_BYTES}")
+    if b"\\u0000" in value:  # NUL can only arrive escaped; Postgres and ClickHouse want none
+        properties = strip_nul(properties)
+    properties, elements_chain = extract_elements_chain(properties)
+    if isinstance(top_chain := merged.get("elements_chain"), str) and top_chain:
+        elements_chain = top_chain
 
     now = merged.get("now")
     return Ok(
@@ -134,7 +146,7 @@ def parse_message(value: bytes | None, source: Source) -> Ok[PipelineEvent] | De
             sent_at=merged.get("sent_at") or None,
             timestamp=merged.get("timestamp"),
             offset=merged.get("offset"),
-            elements_chain=_elements_chain(merged, properties),
+            elements_chain=elements_chain,
         )
     )
 
@@ -153,7 +165,3 @@ def _merge_person_updates(properties: dict[str, Any], merged: dict[str, Any]) ->
         properties[key] = {**(inner or {}), **top}
     return True
 
-
-def _elements_chain(merged: dict[str, Any], properties: dict[str, Any]) -> str:
-    chain = merged.get("elements_chain") or properties.pop("$elements_chain", None)
-    return chain if isinstance(chain, str) else ""

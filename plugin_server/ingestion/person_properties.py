@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 # `$set_once` operations kept per key after compaction: enough for a key whose value changed
 # several times between late `$unset`s; a bound, so a key cannot grow with its event count.
 MAX_SET_ONCE = 16
@@ -316,4 +318,7 @@ def _str(value: Any) -> str:
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+    try:  # orjson: several times faster on the hot path; same text for the same value, always
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # lone surrogates, integers beyond 64 bits
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)

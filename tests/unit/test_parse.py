@@ -233,6 +233,7 @@ BAD_INPUTS = [
         envelope(data={"event": "e", "properties": {"$set": "x"}, "$set": {"a": 1}}),
         Reason.BAD_PROPERTIES,
     ),
+    ("properties-too-large", envelope(data={"event": "e", "properties": {"blob": "x" * 1_000_000}}), Reason.TOO_LARGE),
 ]
 
 
@@ -367,3 +368,16 @@ def test_every_generated_message_parses():
         assert event.raw == message.value
         assert (event.timestamp is None) != (event.offset is None)
     assert {m.event for m in messages} >= {"$pageview", "$identify", "$set"}
+
+
+
+def test_large_messages_under_the_properties_limit_pass():
+    # the envelope is large (a big $set outside properties counts), the properties are not
+    result = parse_message(envelope(data={"event": "e", "properties": {"a": 1}, "junk": "x" * 1_000_000}), SOURCE)
+    assert isinstance(result, Ok)
+
+
+def test_nul_is_removed_from_properties_and_elements_chain_is_extracted():
+    value = envelope(data={"event": "e", "properties": {"a\x00": "x\x00y", "$elements_chain": "a:nth-child=1"}})
+    result = parse_message(value, SOURCE)
+    assert result.value.properties == {"a": "xy"} and result.value.elements_chain == "a:nth-child=1"
