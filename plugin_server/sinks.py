@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from plugin_server import metrics
-from plugin_server.errors import StorageError
 from plugin_server.ingestion.row import COLUMNS, EVENTS_TABLE, Row
-from plugin_server.storage.clickhouse import ClickHouse
+from plugin_server.storage.clickhouse import ClickHouse, RowsRejected
 from plugin_server.storage.kafka import KafkaProducer, Record
 
 
@@ -106,11 +105,12 @@ class DirectSink:
         return rejected
 
     async def _insert(self, table: str, rows: list[Row], token: str) -> list[Rejected]:
-        """Insert; if ClickHouse refuses the block's content, bisect to find the refused rows."""
+        """Insert; if ClickHouse refuses the block's content, bisect to find the refused rows.
+        Any other failure (ServiceUnavailable) propagates: the batch waits and retries."""
         try:
             await self._ch.insert_json(table, COLUMNS[table], b"\n".join(r.line for r in rows), dedup_token=token)
             return []
-        except StorageError as exc:
+        except RowsRejected as exc:
             if len(rows) == 1:
                 return [Rejected(rows[0], str(exc))]
         half = len(rows) // 2

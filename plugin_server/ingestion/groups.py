@@ -55,8 +55,9 @@ MAX_IDENTIFIER_LENGTH = 400
 
 # -- JavaScript value rules (PostHog's plugin-server is TypeScript) ---------------------------
 
-_JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"  # fmt: skip
-_JS_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
+# StrWhiteSpaceChar: ECMAScript white space and line terminators (str.strip() differs slightly).
+_JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(map(chr, range(0x2000, 0x200B)))
+_JS_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)", re.ASCII)
 _JS_RADIX = {"0x": 16, "0o": 8, "0b": 2}
 
 
@@ -219,7 +220,8 @@ def group_row(record: GroupRecord, timestamp: int) -> Row:
         "group_properties": jsonx.dumps_str(record.group_properties), "_timestamp": timestamp, "_offset": 0,
     }  # fmt: skip
     # Keyed by group, so a group's rows stay in order on one Kafka partition.
-    return Row(GROUPS_TABLE, jsonx.dumps(row), f"{record.team_id}:{record.group_type_index}:{record.group_key}".encode())
+    key = f"{record.team_id}:{record.group_type_index}:{record.group_key}"
+    return Row(GROUPS_TABLE, jsonx.dumps(row), key.encode())
 
 
 # -- The step -----------------------------------------------------------------------------------
@@ -279,7 +281,8 @@ class GroupsStep:
         `_timestamp` of rows)."""
         named = []
         for e in events:
-            entries, target = group_entries(e.properties), identify_target(e.properties) if e.event == GROUP_IDENTIFY else None
+            entries = group_entries(e.properties)
+            target = identify_target(e.properties) if e.event == GROUP_IDENTIFY else None
             if entries or target:
                 named.append((e.team_id, entries, target))
         teams = {team_id for team_id, _, _ in named}

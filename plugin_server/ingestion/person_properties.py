@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,23 +43,28 @@ _OP_NAMES = {SET: "set", UNSET: "unset"}
 _MIN_TIME = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
-@dataclass(frozen=True, eq=False)
 class Op:
-    """One operation on one key. `ts` None means "at an unknown time", before every timestamp."""
+    """One operation on one key. `ts` None means "at an unknown time", before every timestamp.
 
-    ts: dt.datetime | None
-    tiebreak: str
-    rank: int
-    value: Any = None
+    A plain slotted class: the hot path builds one per property per event, and dataclass or
+    cached_property machinery cost more than the work itself. Treat instances as immutable."""
 
-    @functools.cached_property
-    def _order(self) -> tuple[Any, ...]:
-        return (self.ts is not None, self.ts or _MIN_TIME, self.tiebreak, self.rank)
+    __slots__ = ("ts", "tiebreak", "rank", "value", "_order", "_canonical")
 
-    @functools.cached_property
+    def __init__(self, ts: dt.datetime | None, tiebreak: str, rank: int, value: Any = None) -> None:
+        self.ts = ts
+        self.tiebreak = tiebreak
+        self.rank = rank
+        self.value = value
+        self._order = (ts is not None, ts or _MIN_TIME, tiebreak, rank)
+        self._canonical: str | None = None
+
+    @property
     def canonical(self) -> str:
         """The value as canonical JSON: `1`, `1.0` and `true` are different values, as in jsonb."""
-        return _canonical(self.value)
+        if self._canonical is None:
+            self._canonical = _canonical(self.value)
+        return self._canonical
 
     def __lt__(self, other: Op) -> bool:
         # The value only breaks ties that real events never make (a reused uuid, or two values
@@ -76,6 +80,9 @@ class Op:
 
     def __hash__(self) -> int:
         return hash(self._order)
+
+    def __repr__(self) -> str:
+        return f"Op({self.ts!r}, {self.tiebreak!r}, {self.rank}, {self.value!r})"
 
 
 @dataclass(frozen=True)

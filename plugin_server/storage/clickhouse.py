@@ -27,7 +27,16 @@ from plugin_server.errors import EngineLocked, ServiceUnavailable, StorageError
 # 209 SOCKET_TIMEOUT, 210 NETWORK_ERROR, 241 MEMORY_LIMIT_EXCEEDED, 242 TABLE_IS_READ_ONLY,
 # 252 TOO_MANY_PARTS, 285 TOO_FEW_LIVE_REPLICAS, 319 UNKNOWN_STATUS_OF_INSERT, 425 SYSTEM_ERROR.
 TRANSIENT_CODES = frozenset({159, 202, 209, 210, 241, 242, 252, 285, 319, 425})
+# Insert errors that blame the data, so bisecting finds rows to dead-letter: parse and type
+# errors (6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 449, 517). Every other insert
+# error (a missing table, access, a full disk, an unknown code) blames ClickHouse's state:
+# it is retried, never dead-lettered, because a transient is not bad data.
+ROW_ERROR_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 449, 517})
 QUERY_TIMEOUT_SECONDS = 120
+
+
+class RowsRejected(StorageError):
+    """ClickHouse refused an insert because of what is in it (bad values), not its own state."""
 
 
 def _error_code(exc: Exception) -> int | None:
@@ -48,6 +57,12 @@ def _translate(exc: Exception, what: str) -> Exception:
     return StorageError("clickhouse", f"{what}: {exc}")
 
 
+def _translate_insert(exc: Exception, what: str) -> Exception:
+    if not isinstance(exc, ch_errors.OperationalError | OSError) and _error_code(exc) in ROW_ERROR_CODES:
+        return RowsRejected("clickhouse", f"{what}: {exc}")
+    return ServiceUnavailable("clickhouse", f"{what}: {exc}")
+
+
 class ClickHouse:
     """One ClickHouse connection. Safe to share between tasks: calls are serialized by a lock.
 
@@ -64,14 +79,12 @@ class ClickHouse:
         self._reader = reader
         self._reader_lock = trio.Lock()
 
-    async def _call(self, what: str, fn, *args, lock: trio.Lock | None = None, **kwargs):  # noqa: ANN001, ANN202
+    async def _call(self, what: str, fn, *args, lock: trio.Lock | None = None, insert: bool = False, **kwargs):  # noqa: ANN001, ANN202
         async with lock or self._lock:
             try:
                 return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-            except ch_errors.ClickHouseError as exc:
-                raise _translate(exc, what) from exc
-            except OSError as exc:
-                raise _translate(exc, what) from exc
+            except (ch_errors.ClickHouseError, OSError) as exc:
+                raise (_translate_insert if insert else _translate)(exc, what) from exc
 
     async def command(self, sql: str, parameters: dict | None = None) -> None:
         await self._call("command", self._client.command, sql, parameters=parameters)
@@ -88,6 +101,7 @@ class ClickHouse:
             insert_block=block,
             fmt="JSONEachRow",
             settings={"insert_deduplication_token": dedup_token},
+            insert=True,
         )
 
     async def query_json(self, sql: str) -> bytes:

@@ -81,7 +81,8 @@ class GroupUpsertConflict(PluginServerError):
 
     def __init__(self, key: GroupKey) -> None:
         self.key = key
-        super().__init__(f"group {key[2]!r} (type index {key[1]}) of team {key[0]}: {UPSERT_ATTEMPTS} insert races lost")
+        team_id, index, group_key = key
+        super().__init__(f"group {group_key!r} (type index {index}) of team {team_id}: {UPSERT_ATTEMPTS} races lost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,9 @@ class GroupStore:
             if columns is None:
                 return Upserted(existing, written=False)
             if existing is None:
-                row = await conn.fetchrow(INSERT_GROUP, team_id, index, key, columns.group_properties, columns.created_at)
+                row = await conn.fetchrow(
+                    INSERT_GROUP, team_id, index, key, columns.group_properties, columns.created_at
+                )
                 if row is None:
                     return _RACE_LOST
             else:

@@ -214,3 +214,25 @@ def test_stack_children_die_with_their_parent(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail(f"redis-server {child} outlived its killed parent")
+
+
+async def test_direct_sink_dead_letters_only_the_rows_clickhouse_refuses(aio, services):
+    from plugin_server.ingestion.row import Row
+    from plugin_server.sinks import DirectSink
+
+    async with open_clickhouse(services.clickhouse_url) as ch:
+        await migrate_clickhouse(ch)
+        table = "ingestion_warnings"
+        team_id = int(uuid.uuid4().int % 1_000_000_000) + 1_000_000_000
+        good = [f'{{"team_id":{team_id},"source":"t","type":"ok{i}","details":"{{}}","timestamp":"2024-01-01 00:00:00"}}' for i in range(7)]
+        bad = f'{{"team_id":{team_id},"source":"t","type":"bad","details":"{{}}","timestamp":"not a date"}}'
+        sink = DirectSink(clickhouse=ch)
+        for offset, line in enumerate([*good[:3], bad, *good[3:]]):
+            sink.add(Row(table, line.encode()), topic="t", partition=0, offset=offset)
+        rejected = await sink.flush()
+        assert [r.row.line.decode() for r in rejected] == [bad]
+        assert "Code: 41" in rejected[0].error
+        assert await ch.query_rows(f"SELECT count() FROM ingestion_warnings WHERE team_id = {team_id}") == [(7,)]
+        # A failure that is ClickHouse's, not the data's (here: no such table), is retryable.
+        with pytest.raises(ServiceUnavailable):
+            await ch.insert_json("no_such_table_anywhere", ["a"], b'{"a":1}', dedup_token="x")

@@ -180,3 +180,40 @@ async def test_transient_sink_failures_retry_without_loss_or_duplicates(aio, set
     assert any('service="clickhouse"' in line and float(line.rsplit(" ", 1)[1]) >= 3 for line in retries), retries
     dead_letters = await topic_end_offsets(hosts=settings.kafka_hosts, topic=settings.kafka_dead_letter_topic)
     assert dead_letters and sum(dead_letters.values()) == 0
+
+
+async def test_clickhouse_outage_pauses_commits_nothing_dead_letters_nothing_and_catches_up(aio, settings, team, services):
+    """A real ClickHouse failure: the events table is detached while events keep arriving."""
+    if services.external:
+        pytest.skip("detaching tables on a shared ClickHouse server would disturb other users")
+    settings = settings.replace(plugin_server_admin_token=ADMIN)
+    await prepare(settings)
+    first = list(synth.generate(token=team["api_token"], events=150, seed=41, now=dt.datetime.now(dt.UTC)))
+    second = list(synth.generate(token=team["api_token"], events=250, seed=42, now=dt.datetime.now(dt.UTC)))
+    server = Server(settings)
+    async with trio.open_nursery() as nursery, open_clickhouse(settings.clickhouse_url) as admin:
+        handle = await nursery.start(server.run)
+        async with open_producer(hosts=settings.kafka_hosts, client_id="test") as producer:
+            await producer.send_batch(Record(settings.kafka_consumption_topic, m.value, m.key) for m in first)
+            sql = f"SELECT count() AS c FROM events WHERE team_id = {team['id']}"
+            assert await wait_for_count(handle.http_port, sql, len(first)) == len(first)
+            committed = handle.state.consumers[0].consumed
+
+            await admin.command("DETACH TABLE events")
+            await producer.send_batch(Record(settings.kafka_consumption_topic, m.value, m.key) for m in second)
+            with trio.move_on_after(20):
+                while handle.state.consumers[0].retrying is None:
+                    await trio.sleep(0.05)
+            retrying = handle.state.consumers[0].retrying
+            await trio.sleep(1.0)
+            stalled = handle.state.consumers[0].consumed
+            await admin.command("ATTACH TABLE events")
+
+        total = await wait_for_count(handle.http_port, sql, len(first) + len(second))
+        rows = await query(handle.http_port, f"SELECT uniqExact(uuid) AS u FROM events WHERE team_id = {team['id']}")
+        server.request_stop()
+    assert retrying is not None and "clickhouse" in retrying
+    assert stalled == committed  # nothing was committed while ClickHouse was down
+    assert total == len(first) + len(second) and int(rows[0]["u"]) == total
+    dead_letters = await topic_end_offsets(hosts=settings.kafka_hosts, topic=settings.kafka_dead_letter_topic)
+    assert sum(dead_letters.values()) == 0
