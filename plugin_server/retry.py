@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plugin_server.errors import PluginServerError
+from plugin_server.errors import PluginServerError, leaves
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,10 @@ class Backoff:
 
 
 def is_retryable(error: BaseException) -> bool:
-    return isinstance(error, PluginServerError) and error.retryable
+    """Retryable errors are ours and say so; a group (concurrent tasks failed together) is
+    retryable when every error in it is."""
+    found = leaves(error)
+    return all(isinstance(e, PluginServerError) and e.retryable for e in found)
 
 
 BATCH_RETRY = Backoff()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import trio
 
 from plugin_server import logs, metrics
+from plugin_server.errors import leaves
 from plugin_server.retry import BATCH_RETRY, Backoff
 from plugin_server.storage.kafka import CommitFailed, Message, open_consumer
 
@@ -151,12 +152,13 @@ class BatchConsumer:
                 delay = self._retry.decide(exc, attempts)
                 if delay is None:
                     raise
-                service = getattr(exc, "service", "pipeline")
+                cause = leaves(exc)[0]  # concurrent tasks fail as a group; the first says enough
+                service = getattr(cause, "service", "pipeline")
                 metrics.BATCH_RETRIES.labels(self.status.name, service).inc()
-                self.status.retrying = str(exc)
+                self.status.retrying = str(cause)
                 log.warning(
                     "transient failure, retrying", consumer=self.status.name, step=what, attempt=attempts,
-                    delay_s=round(delay, 3), error=str(exc),
+                    delay_s=round(delay, 3), error=str(cause),
                 )  # fmt: skip
                 await trio.sleep(delay)
                 continue

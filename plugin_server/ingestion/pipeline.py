@@ -21,6 +21,7 @@ from plugin_server.ingestion.dead_letter import dead_letter_message
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.normalize import normalize
 from plugin_server.ingestion.parse import parse_message
+from plugin_server.ingestion.groups import GroupBatch, GroupsStep
 from plugin_server.ingestion.persons import PersonBatch, PersonsStep
 from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry
 from plugin_server.ingestion.row import Row, ch_datetime, event_rows
@@ -78,10 +79,12 @@ class IngestionPipeline:
         teams: TeamCache,
         tasks_per_worker: int,
         persons: PersonsStep | None = None,
+        groups: GroupsStep | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self._teams = teams
         self._persons = persons
+        self._groups = groups
         self._tasks = tasks_per_worker
         self._clock = clock
 
@@ -106,22 +109,27 @@ class IngestionPipeline:
                 groups[ready.grouping_key].append(ready)
 
         people = await self._persons.prefetch(e for g in groups.values() for e in g) if self._persons else None
+        companies = await self._groups.prefetch((e for g in groups.values() for e in g), now=now) if self._groups else None
         # Largest groups first, so one hot distinct_id does not finish last (PostHog does the same).
         ordered = iter(sorted(groups.values(), key=len, reverse=True))
         workers = min(self._tasks, len(groups))
         if workers <= 1:
-            await self._drain_groups(ordered, batch, people)
+            await self._drain_groups(ordered, batch, people, companies)
         else:
             async with trio.open_nursery() as nursery:
                 for _ in range(workers):
-                    nursery.start_soon(self._drain_groups, ordered, batch, people)
+                    nursery.start_soon(self._drain_groups, ordered, batch, people, companies)
 
-        if people is not None and messages:
-            await self._persons.flush(people, now=now)
-            last = messages[-1]
+        if messages:
+            last = messages[-1]  # rows of persons and groups are anchored at the batch's end
             anchor = Source(last.topic, last.partition, last.offset, last.timestamp_ms)
-            batch.out.rows.extend((anchor, row) for row in people.rows)
-            batch.out.on_durable.append(lambda: self._persons.confirm(people))
+            if people is not None:
+                await self._persons.flush(people, now=now)
+                batch.out.rows.extend((anchor, row) for row in people.rows)
+                batch.out.on_durable.append(lambda: self._persons.confirm(people))
+            if companies is not None:
+                batch.out.rows.extend((anchor, row) for row in companies.rows)
+                batch.out.on_durable.append(lambda: self._groups.confirm(companies))
         return batch.out
 
     def _pure_steps(self, event: PipelineEvent, batch: _Batch) -> PipelineEvent | None:
@@ -142,11 +150,15 @@ class IngestionPipeline:
                 raise RetryBatch(f"{name}: {result.reason}")
         return event
 
-    async def _drain_groups(self, groups: Iterator[list[PipelineEvent]], batch: _Batch, people: PersonBatch | None) -> None:
+    async def _drain_groups(
+        self, groups: Iterator[list[PipelineEvent]], batch: _Batch, people: PersonBatch | None, companies: GroupBatch | None
+    ) -> None:
         for group in groups:  # a shared iterator: each group is taken by exactly one task
             for event in group:  # one key: strictly in offset order
                 if people is not None:
                     event = (await self._persons.process(event, people)).value
+                if companies is not None:
+                    event = (await self._groups.process(event, companies)).value
                 batch.out.warnings.extend(w.type for w in event.warnings)
                 batch.out.rows.extend((event.source, row) for row in event_rows(event, created_at=batch.now_text))
             await trio.lowlevel.checkpoint()

@@ -40,7 +40,11 @@ def _translate(exc: BaseException, what: str) -> Exception:
     return ServiceUnavailable("postgres", f"{what}: {exc!r}")
 
 
-_TRANSLATED = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+# InternalClientError: a connection whose server end was killed mid-operation can be left in a
+# state asyncpg refuses to use; the pool replaces it, so a retry succeeds.
+_TRANSLATED = (
+    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError, asyncio.TimeoutError
+)
 
 
 class Postgres:

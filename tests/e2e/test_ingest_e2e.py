@@ -177,6 +177,14 @@ def test_synth_persons_are_consistent_between_postgres_and_clickhouse(server_env
     persons = query(
         f"SELECT toString(id) AS id, is_deleted FROM person FINAL WHERE team_id = {tid}", server_env
     )
+    group_rows = query(
+        f"SELECT group_key, group_properties FROM groups FINAL WHERE team_id = {tid} AND group_type_index = 0", server_env
+    )
+    grouped_events = query(
+        f"SELECT count() AS c, countIf(`$group_0` != '' AND group0_properties != '') AS g "
+        f"FROM events WHERE team_id = {tid} AND JSONHas(properties, '$groups')",
+        server_env,
+    )
     events_without_person = query(
         f"SELECT count() AS c FROM events WHERE team_id = {tid} AND person_id = toUUID('00000000-0000-0000-0000-000000000000')",
         server_env,
@@ -188,3 +196,10 @@ def test_synth_persons_are_consistent_between_postgres_and_clickhouse(server_env
     assert {r["person_id"] for r in mapping} == live  # every mapping points at a live person, and back
     assert int(events_without_person[0]["c"]) == 0
     assert len(live) <= 60  # at most one person per synthetic person
+    identified_companies = {
+        str(json.loads(json.loads(m.value)["data"])["properties"]["$group_key"])
+        for m in messages
+        if m.event == "$groupidentify"
+    }
+    assert {r["group_key"] for r in group_rows} == identified_companies
+    assert int(grouped_events[0]["c"]) > 0 and grouped_events[0]["g"] == grouped_events[0]["c"]

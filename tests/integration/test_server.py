@@ -15,6 +15,7 @@ from plugin_server.migrations import migrate_clickhouse
 from plugin_server.server import Server, row_topics
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import Record, ensure_topics, open_consumer, open_producer, topic_end_offsets
+from plugin_server.storage.postgres import open_postgres
 from plugin_server.tools import topics_of
 
 ADMIN = "test-admin-token"
@@ -215,5 +216,46 @@ async def test_clickhouse_outage_pauses_commits_nothing_dead_letters_nothing_and
     assert retrying is not None and "clickhouse" in retrying
     assert stalled == committed  # nothing was committed while ClickHouse was down
     assert total == len(first) + len(second) and int(rows[0]["u"]) == total
+    dead_letters = await topic_end_offsets(hosts=settings.kafka_hosts, topic=settings.kafka_dead_letter_topic)
+    assert sum(dead_letters.values()) == 0
+
+
+async def test_postgres_connections_killed_mid_stream_give_correct_results(aio, settings, team, services):
+    """Every Postgres connection of the server is terminated, again and again, while it ingests
+    events that create and merge persons: batches retry, and the result is still exact."""
+    settings = settings.replace(plugin_server_admin_token=ADMIN)
+    await prepare(settings)
+    messages = list(synth.generate(token=team["api_token"], events=1200, persons=40, seed=51, now=dt.datetime.now(dt.UTC)))
+    server = Server(settings)
+    kills = 0
+    async with trio.open_nursery() as nursery, open_postgres(services.database_url, max_size=1) as admin:
+        handle = await nursery.start(server.run)
+        async with open_producer(hosts=settings.kafka_hosts, client_id="test") as producer:
+            for start in range(0, len(messages), 100):
+                await producer.send_batch(
+                    Record(settings.kafka_consumption_topic, m.value, m.key) for m in messages[start : start + 100]
+                )
+                kills += await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                )
+                await trio.sleep(0.05)
+        sql = f"SELECT count() AS c FROM events WHERE team_id = {team['id']}"
+        total = await wait_for_count(handle.http_port, sql, len(messages), timeout=120)
+        await trio.sleep(0.5)
+        uuids = await query(handle.http_port, f"SELECT uniqExact(uuid) AS u, count() AS c FROM events WHERE team_id = {team['id']}")
+        mapping = await query(
+            handle.http_port,
+            f"SELECT distinct_id, toString(person_id) AS p FROM person_distinct_id2 FINAL WHERE team_id = {team['id']}",
+        )
+        server.request_stop()
+        rows = await admin.fetch(
+            "SELECT d.distinct_id, p.uuid::text AS p FROM posthog_persondistinctid d JOIN posthog_person p "
+            "ON p.id = d.person_id WHERE d.team_id = $1", team["id"],
+        )  # fmt: skip
+    assert kills > 0
+    assert total == len(messages) and int(uuids[0]["u"]) == len(messages)
+    postgres_mapping = {r["distinct_id"]: r["p"] for r in rows}
+    assert {r["distinct_id"]: r["p"] for r in mapping} == postgres_mapping  # ClickHouse mirrors Postgres
     dead_letters = await topic_end_offsets(hosts=settings.kafka_hosts, topic=settings.kafka_dead_letter_topic)
     assert sum(dead_letters.values()) == 0
