@@ -6,9 +6,9 @@ result is reproduced, because ids and `elements_chain` strings must match what P
 
 from __future__ import annotations
 
-import decimal
-import math
 from typing import Any
+
+from plugin_server.ingestion.js import js_string, js_truthy
 
 _ILLEGAL_ANY_CASE = ("anonymous", "guest", "distinctid", "distinct_id", "id", "not_authenticated", "email",
                      "undefined", "true", "false")  # fmt: skip
@@ -166,64 +166,6 @@ def _strip_dollar(key: str) -> str:
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def js_truthy(value: Any) -> bool:
-    """JavaScript truthiness: empty arrays and objects are true, NaN is false."""
-    if isinstance(value, list | dict):
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return False
-    return bool(value)
-
-
-def js_string(value: Any) -> str:
-    """JavaScript `String(value)` for JSON values."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _js_number(value)
-    if isinstance(value, list):
-        return ",".join("" if v is None else js_string(v) for v in value)
-    if isinstance(value, dict):
-        return "[object Object]"
-    return str(value)
-
-
-def _js_number(value: int | float) -> str:
-    if isinstance(value, int) and abs(value) < 2**53:
-        return str(value)
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf if value > 0 else -math.inf
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "Infinity" if number > 0 else "-Infinity"
-    if number == 0:
-        return "0"
-    return ("-" if number < 0 else "") + _js_positive(abs(number))
-
-
-def _js_positive(number: float) -> str:
-    # ECMAScript Number::toString from the shortest round-trip digits, which repr() also gives.
-    _, digit_tuple, exponent = decimal.Decimal(repr(number)).normalize().as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    k, n = len(digits), len(digits) + int(exponent)
-    if k <= n <= 21:
-        return digits + "0" * (n - k)
-    if 0 < n <= 21:
-        return f"{digits[:n]}.{digits[n:]}"
-    if -6 < n <= 0:
-        return f"0.{'0' * -n}{digits}"
-    e = n - 1
-    mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
-    return f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
 
 
 def strip_nul(value: Any) -> Any:

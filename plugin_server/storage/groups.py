@@ -47,7 +47,7 @@ SELECT group_type_index FROM posthog_grouptypemapping WHERE team_id = $1 AND gro
 
 GROUP_COLUMNS = "id, team_id, group_type_index, group_key, group_properties, created_at, version"
 
-FETCH_GROUPS = f"""
+FETCH_GROUPS = """
 SELECT g.id, g.team_id, g.group_type_index, g.group_key, g.group_properties, g.created_at, g.version
 FROM unnest($1::int[], $2::int[], $3::text[]) AS k(team_id, group_type_index, group_key)
 JOIN posthog_group g
