@@ -25,15 +25,19 @@ from pathlib import Path
 
 import orjson
 import trio
-import trio_asyncio
 
-from plugin_server import synth
+from plugin_server import aio, synth
 from plugin_server.config import Settings
 from plugin_server.embedded.stack import EmbeddedStack
 from plugin_server.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.server import Server
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import Record, ensure_topics, open_consumer, open_producer
+from plugin_server.storage.kafka import (
+    Record,
+    ensure_topics,
+    open_consumer,
+    open_producer,
+)
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
 
@@ -106,7 +110,7 @@ async def main(events: int, urls: dict[str, str]) -> dict:
         {**urls, "KAFKA_CONSUMPTION_TOPIC": f"bench_{run}", "KAFKA_CONSUMER_GROUP": f"bench-{run}",
          "KAFKA_DEAD_LETTER_TOPIC": f"bench_dlq_{run}", "HTTP_PORT": "0", "LOG_LEVEL": "warning"}
     )  # fmt: skip
-    async with trio_asyncio.open_loop():
+    async with aio.open_loop():
         async with open_postgres(settings.database_url, max_size=2) as pg:
             await migrate_postgres(pg)
             team = await TeamStore(pg=pg).create(f"bench-{run}")

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import trio
-import trio_asyncio
 
-from plugin_server import __version__, dlq, logs, tools
+from plugin_server import __version__, aio, dlq, logs, tools
 from plugin_server.config import MODES, ConfigError, Settings, describe
 from plugin_server.errors import PluginServerError, leaves
 from plugin_server.server import RUNNABLE_MODES
@@ -120,7 +119,7 @@ def _since(text: str) -> dt.datetime:
 
 def _run_async(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
     async def main():  # noqa: ANN202
-        async with trio_asyncio.open_loop():
+        async with aio.open_loop():
             return await fn(*args, **kwargs)
 
     return trio.run(main)

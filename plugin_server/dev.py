@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import trio
-import trio_asyncio
 
-from plugin_server import logs, tools
+from plugin_server import aio, logs, tools
 from plugin_server.config import Settings
 from plugin_server.embedded.stack import EmbeddedStack, choose_port
 from plugin_server.errors import PluginServerError
@@ -84,7 +83,7 @@ def run_dev(environ: Mapping[str, str], data_dir: Path) -> int:
 
 
 async def _main(settings: Settings, env_path: Path) -> None:
-    async with trio_asyncio.open_loop():
+    async with aio.open_loop():
         report = await tools.migrate(settings)
         log.info("migrated", **report)
         team = await _demo_team(settings)

@@ -44,7 +44,13 @@ from plugin_server.config import Settings
 from plugin_server.ingestion import jsonx
 from plugin_server.ingestion.dead_letter import REJECTED_BY_CLICKHOUSE
 from plugin_server.migrations import SchemaOutdated, pending_postgres
-from plugin_server.storage.kafka import KafkaProducer, Message, Record, open_producer, read_topic
+from plugin_server.storage.kafka import (
+    KafkaProducer,
+    Message,
+    Record,
+    open_producer,
+    read_topic,
+)
 from plugin_server.storage.postgres import Postgres, open_postgres
 
 log = logs.get(__name__)

@@ -11,9 +11,8 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import trio
-import trio_asyncio
 
-from plugin_server import logs
+from plugin_server import aio, logs
 from plugin_server.server import Server, ServerHandle
 
 log = logs.get(__name__)
@@ -62,7 +61,7 @@ async def serve(
 
 def run_foreground(server: Server, **kwargs) -> None:  # noqa: ANN003
     async def main() -> None:
-        async with trio_asyncio.open_loop():
+        async with aio.open_loop():
             await serve(server, **kwargs)
 
     trio.run(main)

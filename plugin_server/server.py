@@ -21,16 +21,27 @@ import trio
 from plugin_server import logs
 from plugin_server.config import Settings
 from plugin_server.http import App, ServerState, run_http
-from plugin_server.ingestion.pipeline import IngestionPipeline
 from plugin_server.ingestion.groups import GroupsStep
 from plugin_server.ingestion.persons import PersonsStep
-from plugin_server.ingestion.row import EVENTS_TABLE, GROUPS_TABLE, PERSON_DISTINCT_ID_TABLE, PERSON_TABLE, WARNINGS_TABLE
+from plugin_server.ingestion.pipeline import IngestionPipeline
+from plugin_server.ingestion.row import (
+    EVENTS_TABLE,
+    GROUPS_TABLE,
+    PERSON_DISTINCT_ID_TABLE,
+    PERSON_TABLE,
+    WARNINGS_TABLE,
+)
 from plugin_server.ingestion.teams import TeamCache
+from plugin_server.migrations import (
+    SchemaOutdated,
+    migrate_clickhouse,
+    pending_clickhouse,
+    pending_postgres,
+)
 from plugin_server.sinks import DirectSink, KafkaSink
-from plugin_server.migrations import SchemaOutdated, migrate_clickhouse, pending_clickhouse, pending_postgres
 from plugin_server.storage.clickhouse import ClickHouse, open_clickhouse
-from plugin_server.storage.kafka import open_producer
 from plugin_server.storage.groups import GroupStore
+from plugin_server.storage.kafka import open_producer
 from plugin_server.storage.persons import PersonStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import trio
-import trio_asyncio
 
+from plugin_server.aio import open_loop
 from plugin_server.config import Settings
 from plugin_server.embedded.stack import EmbeddedStack
 from plugin_server.migrations import migrate_postgres
@@ -42,7 +42,7 @@ class Services:
 
 
 async def _prepare(database_url: str) -> None:
-    async with trio_asyncio.open_loop():
+    async with open_loop():
         async with open_postgres(database_url, max_size=1) as pg:
             await migrate_postgres(pg)
 
@@ -70,7 +70,7 @@ def services(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 async def aio():
     """The trio-asyncio loop adapters need (the server's root opens it the same way)."""
-    async with trio_asyncio.open_loop() as loop:
+    async with open_loop() as loop:
         yield loop
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime as dt
 
 from plugin_server import logs, metrics
-from plugin_server.ingestion.dead_letter import REJECTED_BY_CLICKHOUSE, rejected_row_message
+from plugin_server.ingestion.dead_letter import (
+    REJECTED_BY_CLICKHOUSE,
+    rejected_row_message,
+)
 from plugin_server.ingestion.pipeline import IngestionPipeline
 from plugin_server.sinks import Sink
 from plugin_server.storage.kafka import KafkaProducer, Message, Record

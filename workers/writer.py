@@ -11,7 +11,10 @@ from __future__ import annotations
 import datetime as dt
 
 from plugin_server import logs, metrics
-from plugin_server.ingestion.dead_letter import REJECTED_BY_CLICKHOUSE, rejected_row_message
+from plugin_server.ingestion.dead_letter import (
+    REJECTED_BY_CLICKHOUSE,
+    rejected_row_message,
+)
 from plugin_server.ingestion.row import Row
 from plugin_server.sinks import DirectSink
 from plugin_server.storage.kafka import KafkaProducer, Message, Record

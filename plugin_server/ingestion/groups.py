@@ -36,8 +36,8 @@ import trio
 
 from plugin_server import logs
 from plugin_server.ingestion import jsonx
-from plugin_server.ingestion.js import js_string, js_to_number, js_truthy
 from plugin_server.ingestion.event import GroupView, IngestionWarning, PipelineEvent
+from plugin_server.ingestion.js import js_string, js_to_number, js_truthy
 from plugin_server.ingestion.results import Ok
 from plugin_server.ingestion.row import GROUPS_TABLE, Row, ch_datetime
 from plugin_server.storage.groups import GroupColumns, GroupKey, GroupRecord, GroupStore

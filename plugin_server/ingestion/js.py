@@ -8,7 +8,6 @@ import re
 from decimal import Decimal
 from typing import Any
 
-
 # StrWhiteSpaceChar: ECMAScript white space and line terminators (str.strip() differs slightly).
 _JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(map(chr, range(0x2000, 0x200B)))
 _JS_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)", re.ASCII)

@@ -34,11 +34,20 @@ from plugin_server import logs
 from plugin_server.errors import PluginServerError
 from plugin_server.ingestion import jsonx
 from plugin_server.ingestion.event import IngestionWarning, PersonView, PipelineEvent
-from plugin_server.ingestion.person_properties import PropertyState, apply_event, initial
+from plugin_server.ingestion.person_properties import (
+    PropertyState,
+    apply_event,
+    initial,
+)
 from plugin_server.ingestion.person_properties import merge as merge_states
 from plugin_server.ingestion.person_rules import is_illegal_distinct_id, merge_ids
 from plugin_server.ingestion.results import Ok
-from plugin_server.ingestion.row import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE, Row, ch_datetime
+from plugin_server.ingestion.row import (
+    PERSON_DISTINCT_ID_TABLE,
+    PERSON_TABLE,
+    Row,
+    ch_datetime,
+)
 from plugin_server.storage.persons import (
     AlreadyExists,
     Gone,

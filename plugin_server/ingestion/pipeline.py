@@ -19,9 +19,9 @@ from plugin_server import metrics
 from plugin_server.errors import PluginServerError
 from plugin_server.ingestion.dead_letter import dead_letter_message
 from plugin_server.ingestion.event import PipelineEvent, Source
+from plugin_server.ingestion.groups import GroupBatch, GroupsStep
 from plugin_server.ingestion.normalize import normalize
 from plugin_server.ingestion.parse import parse_message
-from plugin_server.ingestion.groups import GroupBatch, GroupsStep
 from plugin_server.ingestion.persons import PersonBatch, PersonsStep
 from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry
 from plugin_server.ingestion.row import Row, ch_datetime, event_rows

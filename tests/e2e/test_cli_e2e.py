@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import trio
-import trio_asyncio
 
+from plugin_server import aio
 from plugin_server.config import describe
 from plugin_server.storage.postgres import open_postgres
 from tests.e2e.conftest import cli
@@ -17,7 +17,7 @@ def fresh_database(database_url: str) -> str:
     name = f"fresh_{uuid.uuid4().hex[:8]}"
 
     async def main() -> None:
-        async with trio_asyncio.open_loop(), open_postgres(database_url, max_size=1) as pg:
+        async with aio.open_loop(), open_postgres(database_url, max_size=1) as pg:
             await pg.execute(f"CREATE DATABASE {name}")
 
     trio.run(main)

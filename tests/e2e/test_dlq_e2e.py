@@ -7,9 +7,12 @@ import json
 import uuid
 
 import trio
-import trio_asyncio
 
-from plugin_server.ingestion.dead_letter import dead_letter_message, rejected_row_message
+from plugin_server import aio
+from plugin_server.ingestion.dead_letter import (
+    dead_letter_message,
+    rejected_row_message,
+)
 from plugin_server.ingestion.event import Source
 from plugin_server.ingestion.results import DeadLetter
 from plugin_server.storage.kafka import Record, ensure_topics, open_producer, read_topic
@@ -32,7 +35,7 @@ def produce_dead_letters(env: dict[str, str], letters: list[bytes]) -> None:
     hosts, dlq_topic = env["KAFKA_HOSTS"], env["KAFKA_DEAD_LETTER_TOPIC"]
 
     async def main() -> None:
-        async with trio_asyncio.open_loop():
+        async with aio.open_loop():
             await ensure_topics(hosts=hosts, topics=[dlq_topic, env["KAFKA_CONSUMPTION_TOPIC"]], partitions=2)
             async with open_producer(hosts=hosts, client_id="e2e") as producer:
                 await producer.send_batch(Record(dlq_topic, value) for value in letters)
@@ -42,7 +45,7 @@ def produce_dead_letters(env: dict[str, str], letters: list[bytes]) -> None:
 
 def ingested(env: dict[str, str]) -> list[bytes]:
     async def main() -> list[bytes]:
-        async with trio_asyncio.open_loop():
+        async with aio.open_loop():
             return [m.value for m in await read_topic(hosts=env["KAFKA_HOSTS"], topic=env["KAFKA_CONSUMPTION_TOPIC"])]
 
     return trio.run(main)

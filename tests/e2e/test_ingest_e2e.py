@@ -6,11 +6,15 @@ import datetime as dt
 import json
 
 import trio
-import trio_asyncio
 
-from plugin_server import synth
+from plugin_server import aio, synth
 from plugin_server.embedded.stack import free_port
-from plugin_server.storage.kafka import Record, ensure_topics, open_consumer, open_producer
+from plugin_server.storage.kafka import (
+    Record,
+    ensure_topics,
+    open_consumer,
+    open_producer,
+)
 from tests.e2e.conftest import query, wait_until
 
 EVENTS = 1000
@@ -20,7 +24,7 @@ def produce(hosts: str, topic: str, values: list[tuple[bytes | None, bytes]]) ->
     """Produce with a real aiokafka producer, as capture does."""
 
     async def main() -> None:
-        async with trio_asyncio.open_loop():
+        async with aio.open_loop():
             await ensure_topics(hosts=hosts, topics=[topic], partitions=4)
             async with open_producer(hosts=hosts, client_id="e2e-capture") as producer:
                 await producer.send_batch(Record(topic, value, key) for key, value in values)
@@ -31,7 +35,7 @@ def produce(hosts: str, topic: str, values: list[tuple[bytes | None, bytes]]) ->
 def read_topic(hosts: str, topic: str, expected: int, group: str) -> list[dict]:
     async def main() -> list[dict]:
         seen: list[dict] = []
-        async with trio_asyncio.open_loop():
+        async with aio.open_loop():
             with trio.move_on_after(60):
                 async with open_consumer(hosts=hosts, topics=[topic], group_id=group, client_id="e2e") as consumer:
                     while len(seen) < expected:

@@ -15,7 +15,12 @@ from plugin_server.embedded.stack import free_port
 from plugin_server.errors import ServiceUnavailable, StorageError
 from plugin_server.migrations import load, migrate_clickhouse, migrate_postgres
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import Record, ensure_topics, open_consumer, open_producer
+from plugin_server.storage.kafka import (
+    Record,
+    ensure_topics,
+    open_consumer,
+    open_producer,
+)
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
 from plugin_server.storage.teams import TeamStore

@@ -12,11 +12,20 @@ import trio
 
 from plugin_server import dlq
 from plugin_server.errors import ServiceUnavailable
-from plugin_server.ingestion.dead_letter import dead_letter_message, rejected_row_message
+from plugin_server.ingestion.dead_letter import (
+    dead_letter_message,
+    rejected_row_message,
+)
 from plugin_server.ingestion.event import Source
 from plugin_server.ingestion.results import DeadLetter
 from plugin_server.migrations import migrate_postgres
-from plugin_server.storage.kafka import KafkaProducer, Record, ensure_topics, open_producer, read_topic
+from plugin_server.storage.kafka import (
+    KafkaProducer,
+    Record,
+    ensure_topics,
+    open_producer,
+    read_topic,
+)
 from plugin_server.storage.postgres import open_postgres
 
 NOW = dt.datetime.now(dt.UTC)

@@ -14,7 +14,13 @@ from plugin_server.errors import ServiceUnavailable
 from plugin_server.migrations import migrate_clickhouse
 from plugin_server.server import Server, row_topics
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import Record, ensure_topics, open_consumer, open_producer, topic_end_offsets
+from plugin_server.storage.kafka import (
+    Record,
+    ensure_topics,
+    open_consumer,
+    open_producer,
+    topic_end_offsets,
+)
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.tools import topics_of
 

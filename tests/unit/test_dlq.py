@@ -4,7 +4,11 @@ import json
 import pytest
 
 from plugin_server import dlq
-from plugin_server.ingestion.dead_letter import NO_SOURCE, dead_letter_message, rejected_row_message
+from plugin_server.ingestion.dead_letter import (
+    NO_SOURCE,
+    dead_letter_message,
+    rejected_row_message,
+)
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.results import DeadLetter
 from plugin_server.storage.kafka import Message, Record

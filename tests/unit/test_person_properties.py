@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin_server.ingestion.person_properties import (
-    MAX_SET_ONCE,
     EMPTY,
+    MAX_SET_ONCE,
     PropertyState,
     apply_event,
     initial,

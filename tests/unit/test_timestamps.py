@@ -3,7 +3,12 @@ import datetime as dt
 import pytest
 
 from plugin_server.ingestion.event import IngestionWarning
-from plugin_server.ingestion.timestamps import FUTURE_LIMIT, iso, parse_date, resolve_timestamp
+from plugin_server.ingestion.timestamps import (
+    FUTURE_LIMIT,
+    iso,
+    parse_date,
+    resolve_timestamp,
+)
 
 UTC = dt.UTC
 NOW_TEXT = "2020-01-01T12:00:05.200Z"
