@@ -26,6 +26,7 @@ and last operation, and at most `MAX_SET_ONCE` operations are kept (the earliest
 from __future__ import annotations
 
 import bisect
+import functools
 import datetime as dt
 import json
 from collections.abc import Mapping
@@ -306,13 +307,17 @@ def _utc(timestamp: dt.datetime) -> dt.datetime:
     return timestamp.astimezone(dt.UTC)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # one event's timestamp is written for each of its keys
 def _iso(ts: dt.datetime | None) -> str | None:
     return None if ts is None else ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _parse_ts(text: Any) -> dt.datetime | None:
-    if not isinstance(text, str):
-        return None
+    return _parse_ts_text(text) if isinstance(text, str) else None
+
+
+@functools.lru_cache(maxsize=1 << 16)  # stored states repeat the same few timestamps
+def _parse_ts_text(text: str) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:

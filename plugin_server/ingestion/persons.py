@@ -62,6 +62,8 @@ log = logs.get(__name__)
 # Our own namespace for deterministic person uuids: the first person of (team, distinct_id) gets
 # the same uuid in every process, so two workers creating it at once agree on who it is.
 PERSON_NAMESPACE = uuid_lib.UUID("8a6d2c1e-5f0b-4b7e-9c3a-2d4e6f8a0b1c")
+# Persons whose parsed state a process keeps between batches (a few kB each).
+STATE_CACHE_SIZE = 20_000
 # Attempts at a write that lost a race before giving up on the batch (it is then retried whole).
 WRITE_ATTEMPTS = 5
 # Deleted persons get a version above any their rows had, so the tombstone wins in ClickHouse.
@@ -97,11 +99,52 @@ class _Person:
         return PersonView(self.record.uuid, self.state.properties, self.created_at)
 
 
-def _working_copy(record: PersonRecord) -> _Person:
-    state = PropertyState.from_columns(
-        record.properties, record.properties_last_updated_at, record.properties_last_operation
-    )
+def _working_copy(record: PersonRecord, known: StateCache | None = None) -> _Person:
+    """A working copy of a row; the parsed state comes from `known` when the row said so."""
+    held = known.get(record.id, record.version) if known is not None and record.known else None
+    if held is not None:
+        state = held
+    else:
+        state = PropertyState.from_columns(
+            record.properties, record.properties_last_updated_at, record.properties_last_operation
+        )
     return _Person(record, state, record.is_identified, record.created_at)
+
+
+class StateCache:
+    """Parsed property states of persons this process wrote or read, by person id and version.
+
+    It saves sending and decoding a person's columns when Postgres still has the version held
+    here: the batch read asks Postgres, which only says "unchanged". So it is never stale, with
+    any number of processes writing the same persons. Bounded (least recently used goes)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._states: OrderedDict[int, tuple[int, PropertyState]] = OrderedDict()
+        self._person_of: OrderedDict[tuple[int, str], int] = OrderedDict()
+
+    def get(self, person_id: int, version: int) -> PropertyState | None:
+        held = self._states.get(person_id)
+        return held[1] if held is not None and held[0] == version else None
+
+    def known_for(self, keys: Iterable[tuple[int, str]]) -> dict[int, int]:
+        """person id -> version held, for the persons these distinct ids last belonged to."""
+        known = {}
+        for key in keys:
+            person_id = self._person_of.get(key)
+            if person_id is not None and person_id in self._states:
+                known[person_id] = self._states[person_id][0]
+        return known
+
+    def put(self, person: _Person, keys: Iterable[tuple[int, str]]) -> None:
+        for store, key, value in (
+            (self._states, person.record.id, (person.record.version, person.state)),
+            *((self._person_of, k, person.record.id) for k in keys),
+        ):
+            store.pop(key, None)
+            store[key] = value
+            while len(store) > self._capacity:
+                store.popitem(last=False)
 
 
 class MirrorLedger:
@@ -164,13 +207,13 @@ class PersonBatch:
                 await stack.enter_async_context(lock)
             yield
 
-    def load(self, found: dict[tuple[int, str], tuple[PersonRecord, int]]) -> None:
+    def load(self, found: dict[tuple[int, str], tuple[PersonRecord, int]], known: StateCache | None = None) -> None:
         """Adopt rows read from Postgres, sharing one working copy per person."""
         copies = {p.record.uuid: p for p in self.by_distinct_id.values()}
         for key, (record, version) in found.items():
             current = copies.get(record.uuid)
             if current is None or current.record.version != record.version:
-                current = copies[record.uuid] = _working_copy(record)
+                current = copies[record.uuid] = _working_copy(record, known)
             self.by_distinct_id[key] = current
             self.id_versions[key] = version
 
@@ -186,9 +229,10 @@ def _updates(properties: dict[str, Any]) -> tuple[dict, dict, Any]:
 
 
 class PersonsStep:
-    def __init__(self, *, store: PersonStore, ledger: MirrorLedger | None = None) -> None:
+    def __init__(self, *, store: PersonStore, ledger: MirrorLedger | None = None, cache_size: int = STATE_CACHE_SIZE) -> None:
         self._store = store
         self.ledger = ledger or MirrorLedger()
+        self._known = StateCache(cache_size)
 
     async def prefetch(self, events: Iterable[PipelineEvent]) -> PersonBatch:
         keys = set()
@@ -197,7 +241,7 @@ class PersonsStep:
             if e.event in MERGE_EVENTS and (ids := merge_ids(e.event, e.distinct_id, e.properties)):
                 keys.add((e.team_id, ids[0]))
         batch = PersonBatch({}, {})
-        batch.load(await self._store.fetch(keys))
+        batch.load(await self._store.fetch(keys, known=self._known.known_for(keys)), self._known)
         return batch
 
     async def process(self, event: PipelineEvent, batch: PersonBatch) -> Ok[PipelineEvent]:
@@ -348,6 +392,11 @@ class PersonsStep:
                 person.record, person.dirty = written[person.record.id], False
             else:  # another worker wrote it since we read it
                 await self._write(person)
+        ids_of: dict[str, list[tuple[int, str]]] = {}
+        for key, person in batch.by_distinct_id.items():
+            ids_of.setdefault(person.record.uuid, []).append(key)
+        for uuid, person in batch.touched.items():
+            self._known.put(person, ids_of.get(uuid, ()))  # Postgres has this version now
         self._mirror(batch, now)
 
     async def _write(self, person: _Person) -> None:
