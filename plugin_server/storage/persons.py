@@ -31,7 +31,7 @@ JOIN posthog_person p ON p.id = d.person_id AND p.team_id = d.team_id"""
 
 # The same, told which (person id, version)s the caller already holds: for those rows the three
 # property columns come back NULL instead of crossing the wire and being decoded again.
-FETCH_BY_DISTINCT_IDS_KNOWING = f"""
+FETCH_BY_DISTINCT_IDS_KNOWING = """
 SELECT d.team_id AS key_team_id, d.distinct_id, COALESCE(d.version, 0) AS distinct_id_version,
     p.id, p.uuid::text AS uuid, p.team_id, p.created_at, p.is_identified, COALESCE(p.version, 0) AS version,
     (c.version IS NOT NULL AND c.version = COALESCE(p.version, 0)) AS known,
