@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ import trio
 
 from plugin_server import logs
 from plugin_server.ingestion import jsonx
+from plugin_server.ingestion.bounded import remember
 from plugin_server.ingestion.event import GroupView, IngestionWarning, PipelineEvent
 from plugin_server.ingestion.js import js_string, js_to_number, js_truthy
 from plugin_server.ingestion.results import Ok
@@ -161,17 +161,14 @@ class GroupLedger:
 
     def __init__(self, capacity: int = 200_000) -> None:
         self._capacity = capacity
-        self._versions: OrderedDict[GroupKey, int] = OrderedDict()
+        self._versions: dict[GroupKey, int] = {}
 
     def known(self, key: GroupKey, version: int) -> bool:
         return self._versions.get(key) == version
 
     def record(self, versions: dict[GroupKey, int]) -> None:
         for key, version in versions.items():
-            self._versions.pop(key, None)
-            self._versions[key] = version
-        while len(self._versions) > self._capacity:
-            self._versions.popitem(last=False)
+            remember(self._versions, key, version, self._capacity)
 
 
 @dataclass

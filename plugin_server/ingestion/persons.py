@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid as uuid_lib
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ import trio
 from plugin_server import logs
 from plugin_server.errors import PluginServerError
 from plugin_server.ingestion import jsonx
+from plugin_server.ingestion.bounded import remember
 from plugin_server.ingestion.event import IngestionWarning, PersonView, PipelineEvent
 from plugin_server.ingestion.person_properties import (
     PropertyState,
@@ -120,8 +120,8 @@ class StateCache:
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._states: OrderedDict[int, tuple[int, PropertyState]] = OrderedDict()
-        self._person_of: OrderedDict[tuple[int, str], int] = OrderedDict()
+        self._states: dict[int, tuple[int, PropertyState]] = {}
+        self._person_of: dict[tuple[int, str], int] = {}
 
     def get(self, person_id: int, version: int) -> PropertyState | None:
         held = self._states.get(person_id)
@@ -137,14 +137,9 @@ class StateCache:
         return known
 
     def put(self, person: _Person, keys: Iterable[tuple[int, str]]) -> None:
-        for store, key, value in (
-            (self._states, person.record.id, (person.record.version, person.state)),
-            *((self._person_of, k, person.record.id) for k in keys),
-        ):
-            store.pop(key, None)
-            store[key] = value
-            while len(store) > self._capacity:
-                store.popitem(last=False)
+        remember(self._states, person.record.id, (person.record.version, person.state), self._capacity)
+        for key in keys:
+            remember(self._person_of, key, person.record.id, self._capacity)
 
 
 class MirrorLedger:
@@ -153,8 +148,8 @@ class MirrorLedger:
 
     def __init__(self, capacity: int = 200_000) -> None:
         self._capacity = capacity
-        self._persons: OrderedDict[str, int] = OrderedDict()
-        self._distinct_ids: OrderedDict[tuple[int, str], tuple[str, int]] = OrderedDict()
+        self._persons: dict[str, int] = {}
+        self._distinct_ids: dict[tuple[int, str], tuple[str, int]] = {}
 
     def person_known(self, uuid: str, version: int) -> bool:
         return self._persons.get(uuid) == version
@@ -163,12 +158,10 @@ class MirrorLedger:
         return self._distinct_ids.get(key) == value
 
     def record(self, persons: dict[str, int], distinct_ids: dict[tuple[int, str], tuple[str, int]]) -> None:
-        for store, items in ((self._persons, persons), (self._distinct_ids, distinct_ids)):
-            for key, value in items.items():
-                store.pop(key, None)
-                store[key] = value
-            while len(store) > self._capacity:
-                store.popitem(last=False)
+        for uuid, version in persons.items():
+            remember(self._persons, uuid, version, self._capacity)
+        for key, value in distinct_ids.items():
+            remember(self._distinct_ids, key, value, self._capacity)
 
 
 @dataclass

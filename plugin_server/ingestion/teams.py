@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
+from plugin_server.ingestion.bounded import remember
 from plugin_server.ingestion.event import PipelineEvent, Team
 from plugin_server.ingestion.results import DeadLetter, Ok
 
@@ -50,18 +51,11 @@ class TeamCache:
         if missing_tokens:
             found = {team.api_token: team for team in await self._fetch_by_tokens(missing_tokens)}
             for token in missing_tokens:
-                self._store(self._by_token, token, (now, found.get(token)))
+                remember(self._by_token, token, (now, found.get(token)), MAX_CACHED)
         if missing_ids:
             found_ids = {team.id: team for team in await self._fetch_by_ids(missing_ids)}
             for team_id in missing_ids:
-                self._store(self._by_id, team_id, (now, found_ids.get(team_id)))
-
-    @staticmethod
-    def _store(cache: dict, key: object, entry: tuple[float, Team | None]) -> None:
-        cache.pop(key, None)
-        cache[key] = entry
-        while len(cache) > MAX_CACHED:
-            del cache[next(iter(cache))]
+                remember(self._by_id, team_id, (now, found_ids.get(team_id)), MAX_CACHED)
 
     def by_token_nowait(self, token: str) -> Team | None:
         entry = self._by_token.get(token)
