@@ -6,9 +6,9 @@ Per batch:
 - `process(event)`: merge events (`$identify`, `$create_alias`, `$merge_dangerously`) and first
   sightings write to Postgres at once (rare; the event needs the resulting person); property
   changes are applied in memory, so a batch's updates of one person become one write.
-- `flush`: writes every changed person once, with optimistic versions: if another worker wrote
-  the person meanwhile, re-read it and merge the two property states (commutative, so the order
-  of concurrent writers does not matter), then write again.
+- `flush`: writes every changed person once, in one statement with optimistic versions; a person
+  another worker wrote meanwhile is then written under its row lock, merging the two property
+  states (commutative, so the order of concurrent writers does not matter).
 Each event row carries the person's uuid, properties and created_at as of that event.
 
 ClickHouse `person` / `person_distinct_id2` rows are emitted for every person and distinct id
@@ -383,8 +383,8 @@ class PersonsStep:
         for person in dirty:
             if person.record.id in written:
                 person.record, person.dirty = written[person.record.id], False
-            else:  # another worker wrote it since we read it
-                await self._write(person)
+            else:
+                await self._write_locked(person)
         ids_of: dict[str, list[tuple[int, str]]] = {}
         for key, person in batch.by_distinct_id.items():
             ids_of.setdefault(person.record.uuid, []).append(key)
@@ -392,24 +392,21 @@ class PersonsStep:
             self._known.put(person, ids_of.get(uuid, ()))  # Postgres has this version now
         self._mirror(batch, now)
 
-    async def _write(self, person: _Person) -> None:
-        """Optimistically first; if another worker wrote the person meanwhile, under its row lock,
-        merging their state with ours (commutative, so neither write is lost)."""
+    async def _write_locked(self, person: _Person) -> None:
+        """Another worker wrote the person since we read it (the optimistic batch write said so):
+        under its row lock, merge their state with ours (commutative, so neither write is lost)."""
+
+        def combine(latest: PersonRecord) -> PersonColumns:
+            theirs = _working_copy(latest)
+            person.state = merge_states(person.state, theirs.state)
+            person.is_identified = person.is_identified or latest.is_identified
+            person.created_at = min(person.created_at, latest.created_at)
+            return person.columns()
+
         try:
-            person.record = await self._store.update(person.record, person.columns())
-        except VersionConflict:
-
-            def combine(latest: PersonRecord) -> PersonColumns:
-                theirs = _working_copy(latest)
-                person.state = merge_states(person.state, theirs.state)
-                person.is_identified = person.is_identified or latest.is_identified
-                person.created_at = min(person.created_at, latest.created_at)
-                return person.columns()
-
-            try:
-                person.record = await self._store.update_locked(person.record, combine)
-            except Gone:
-                raise PersonWriteConflict(f"person {person.record.uuid} was merged away meanwhile") from None
+            person.record = await self._store.update_locked(person.record, combine)
+        except Gone:
+            raise PersonWriteConflict(f"person {person.record.uuid} was merged away meanwhile") from None
         person.dirty = False
 
     def _mirror(self, batch: PersonBatch, now: dt.datetime) -> None:

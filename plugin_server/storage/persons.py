@@ -196,19 +196,10 @@ class PersonStore:
         if not inserted:
             raise AlreadyExists(f"distinct id {distinct_id!r} already has a person in team {person.team_id}")
 
-    async def update(self, person: PersonRecord, columns: PersonColumns) -> PersonRecord:
-        """Write `columns` if the person is still at `person.version`; VersionConflict otherwise."""
-        row = await self._pg.fetchrow(
-            UPDATE_IF_VERSION, person.id, person.version, columns.properties, columns.properties_last_updated_at,
-            columns.properties_last_operation, columns.is_identified, columns.created_at,
-        )  # fmt: skip
-        if row is None:
-            raise VersionConflict(f"person {person.uuid} changed since version {person.version}")
-        return _record(row)
-
     async def update_many(self, writes: list[tuple[PersonRecord, PersonColumns]]) -> dict[int, PersonRecord]:
-        """`update` for many persons in one round trip. Returns the written rows by person id;
-        a person missing from the result changed since it was read (a VersionConflict)."""
+        """Write each person's columns if it is still at the version read, all in one round
+        trip. Returns the written rows by person id; a person missing from the result changed
+        since it was read."""
         if not writes:
             return {}
         rows = await self._pg.fetch(
