@@ -70,8 +70,8 @@ class _Batch:
 
 class IngestionPipeline:
     """Runs a batch in three passes: pure steps per event (parse, team, normalize); then, grouped
-    by key with ordering inside a group, the steps that need I/O (persons); then one write of
-    everything the batch changed (persons' coalesced updates)."""
+    by key with ordering inside a group, the steps that need I/O (persons, groups); then one write
+    of everything the batch changed (persons' coalesced updates)."""
 
     def __init__(
         self,
@@ -108,8 +108,9 @@ class IngestionPipeline:
             if (ready := self._pure_steps(event, batch)) is not None:
                 groups[ready.grouping_key].append(ready)
 
-        people = await self._persons.prefetch(e for g in groups.values() for e in g) if self._persons else None
-        companies = await self._groups.prefetch((e for g in groups.values() for e in g), now=now) if self._groups else None
+        ready_events = [e for g in groups.values() for e in g]
+        people = await self._persons.prefetch(ready_events) if self._persons else None
+        companies = await self._groups.prefetch(ready_events, now=now) if self._groups else None
         # Largest groups first, so one hot distinct_id does not finish last (PostHog does the same).
         ordered = iter(sorted(groups.values(), key=len, reverse=True))
         workers = min(self._tasks, len(groups))

@@ -220,6 +220,13 @@ async def ensure_topics(*, hosts: str, topics: Sequence[str], partitions: int) -
         raise _translate(exc, "create topics") from exc
 
 
+async def _partitions(consumer: aiokafka.AIOKafkaConsumer, topic: str) -> list[aiokafka.TopicPartition]:
+    """Every partition of `topic` (none if it does not exist), asked of the cluster's metadata:
+    a consumer without a subscription knows no topics of its own. asyncio side."""
+    metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - partitions of any topic
+    return [aiokafka.TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic) or ())]
+
+
 async def topic_end_offsets(*, hosts: str, topic: str) -> dict[int, int]:
     """Per partition, the offset the next message will get (how many were ever written)."""
 
@@ -227,8 +234,7 @@ async def topic_end_offsets(*, hosts: str, topic: str) -> dict[int, int]:
         return aiokafka.AIOKafkaConsumer(bootstrap_servers=hosts, client_id="plugin-server-offsets")
 
     async def measure(consumer: aiokafka.AIOKafkaConsumer) -> dict[int, int]:
-        metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - partitions of any topic
-        tps = [aiokafka.TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic) or ())]
+        tps = await _partitions(consumer, topic)
         ends = await consumer.end_offsets(tps) if tps else {}
         return {tp.partition: offset for tp, offset in ends.items()}
 
@@ -273,8 +279,7 @@ async def read_topic(*, hosts: str, topic: str, max_messages: int | None = None)
         )
 
     async def assign(consumer: aiokafka.AIOKafkaConsumer) -> dict[aiokafka.TopicPartition, int]:
-        metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - partitions of any topic
-        tps = [aiokafka.TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic) or ())]
+        tps = await _partitions(consumer, topic)
         if not tps:
             return {}
         consumer.assign(tps)
