@@ -22,6 +22,7 @@ from plugin_server import logs
 from plugin_server.config import Settings
 from plugin_server.http import App, ServerState, run_http
 from plugin_server.ingestion.groups import GroupsStep
+from plugin_server.ingestion.person_cache import SharedStates
 from plugin_server.ingestion.persons import PersonsStep
 from plugin_server.ingestion.pipeline import IngestionPipeline
 from plugin_server.ingestion.row import (
@@ -44,6 +45,7 @@ from plugin_server.storage.groups import GroupStore
 from plugin_server.storage.kafka import open_producer
 from plugin_server.storage.persons import PersonStore
 from plugin_server.storage.postgres import open_postgres
+from plugin_server.storage.redis import open_redis
 from plugin_server.storage.teams import TeamStore
 from workers.consumer import BatchConsumer
 from workers.ingestion import IngestionHandler
@@ -138,6 +140,7 @@ class Server:
                 self.state.consumers.extend(pool.statuses)
             if p.ingestion:
                 pg = await stack.enter_async_context(open_postgres(s.database_url))
+                redis = await stack.enter_async_context(open_redis(s.redis_url))
                 if pending := await pending_postgres(pg):
                     raise SchemaOutdated("Postgres", pending)
                 store = TeamStore(pg=pg)
@@ -153,7 +156,7 @@ class Server:
                     pipeline=IngestionPipeline(
                         teams=teams,
                         tasks_per_worker=s.tasks_per_worker,
-                        persons=PersonsStep(store=PersonStore(pg=pg)),
+                        persons=PersonsStep(store=PersonStore(pg=pg), shared=SharedStates(redis=redis)),
                         groups=GroupsStep(store=GroupStore(pg=pg)),
                     ),
                     sink=sink,

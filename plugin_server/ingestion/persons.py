@@ -2,7 +2,9 @@
 (REFERENCE.md section 3), with properties that do not depend on arrival order.
 
 Per batch:
-- `prefetch`: one Postgres round trip for the persons of every distinct id the batch names.
+- `prefetch`: one Postgres round trip for the persons of every distinct id the batch names,
+  telling Postgres which person versions the caches hold (plugin_server/ingestion/person_cache.py)
+  so only changed persons' properties are sent.
 - `process(event)`: merge events (`$identify`, `$create_alias`, `$merge_dangerously`) and first
   sightings write to Postgres at once (rare; the event needs the resulting person); property
   changes are applied in memory, so a batch's updates of one person become one write.
@@ -29,11 +31,12 @@ from typing import Any
 
 import trio
 
-from plugin_server import logs
+from plugin_server import logs, metrics
 from plugin_server.errors import PluginServerError
 from plugin_server.ingestion import jsonx
 from plugin_server.ingestion.bounded import remember
 from plugin_server.ingestion.event import IngestionWarning, PersonView, PipelineEvent
+from plugin_server.ingestion.person_cache import Held, SharedStates, StateCache
 from plugin_server.ingestion.person_properties import (
     PropertyState,
     apply_event,
@@ -99,47 +102,16 @@ class _Person:
         return PersonView(self.record.uuid, self.state.properties, self.created_at)
 
 
-def _working_copy(record: PersonRecord, known: StateCache | None = None) -> _Person:
-    """A working copy of a row; the parsed state comes from `known` when the row said so."""
-    held = known.get(record.id, record.version) if known is not None and record.known else None
-    if held is not None:
-        state = held
+def _working_copy(record: PersonRecord, held: Held | None = None) -> _Person:
+    """A working copy of a row; the parsed state comes from `held` when the row said so."""
+    entry = held.get(record.id) if held is not None and record.known else None
+    if entry is not None and entry[0] == record.version:
+        state = entry[1]
     else:
         state = PropertyState.from_columns(
             record.properties, record.properties_last_updated_at, record.properties_last_operation
         )
     return _Person(record, state, record.is_identified, record.created_at)
-
-
-class StateCache:
-    """Parsed property states of persons this process wrote or read, by person id and version.
-
-    It saves sending and decoding a person's columns when Postgres still has the version held
-    here: the batch read asks Postgres, which only says "unchanged". So it is never stale, with
-    any number of processes writing the same persons. Bounded (least recently used goes)."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._states: dict[int, tuple[int, PropertyState]] = {}
-        self._person_of: dict[tuple[int, str], int] = {}
-
-    def get(self, person_id: int, version: int) -> PropertyState | None:
-        held = self._states.get(person_id)
-        return held[1] if held is not None and held[0] == version else None
-
-    def known_for(self, keys: Iterable[tuple[int, str]]) -> dict[int, int]:
-        """person id -> version held, for the persons these distinct ids last belonged to."""
-        known = {}
-        for key in keys:
-            person_id = self._person_of.get(key)
-            if person_id is not None and person_id in self._states:
-                known[person_id] = self._states[person_id][0]
-        return known
-
-    def put(self, person: _Person, keys: Iterable[tuple[int, str]]) -> None:
-        remember(self._states, person.record.id, (person.record.version, person.state), self._capacity)
-        for key in keys:
-            remember(self._person_of, key, person.record.id, self._capacity)
 
 
 class MirrorLedger:
@@ -200,13 +172,13 @@ class PersonBatch:
                 await stack.enter_async_context(lock)
             yield
 
-    def load(self, found: dict[tuple[int, str], tuple[PersonRecord, int]], known: StateCache | None = None) -> None:
+    def load(self, found: dict[tuple[int, str], tuple[PersonRecord, int]], held: Held | None = None) -> None:
         """Adopt rows read from Postgres, sharing one working copy per person."""
         copies = {p.record.uuid: p for p in self.by_distinct_id.values()}
         for key, (record, version) in found.items():
             current = copies.get(record.uuid)
             if current is None or current.record.version != record.version:
-                current = copies[record.uuid] = _working_copy(record, known)
+                current = copies[record.uuid] = _working_copy(record, held)
             self.by_distinct_id[key] = current
             self.id_versions[key] = version
 
@@ -222,8 +194,16 @@ def _updates(properties: dict[str, Any]) -> tuple[dict, dict, Any]:
 
 
 class PersonsStep:
-    def __init__(self, *, store: PersonStore, ledger: MirrorLedger | None = None, cache_size: int = STATE_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        store: PersonStore,
+        shared: SharedStates | None = None,
+        ledger: MirrorLedger | None = None,
+        cache_size: int = STATE_CACHE_SIZE,
+    ) -> None:
         self._store = store
+        self._shared = shared
         self.ledger = ledger or MirrorLedger()
         self._known = StateCache(cache_size)
 
@@ -233,8 +213,14 @@ class PersonsStep:
             keys.add((e.team_id, e.distinct_id))
             if e.event in MERGE_EVENTS and (ids := merge_ids(e.event, e.distinct_id, e.properties)):
                 keys.add((e.team_id, ids[0]))
+        held, unknown = self._known.held_for(keys)
+        metrics.PERSON_CACHE.labels("process", "hit").inc(len(keys) - len(unknown))
+        metrics.PERSON_CACHE.labels("process", "miss").inc(len(unknown))
+        if self._shared is not None and unknown:
+            for person_id, entry in (await self._shared.lookup(unknown)).items():
+                held.setdefault(person_id, entry)
         batch = PersonBatch({}, {})
-        batch.load(await self._store.fetch(keys, known=self._known.known_for(keys)), self._known)
+        batch.load(await self._store.fetch(keys, known={p: v for p, (v, _) in held.items()}), held)
         return batch
 
     async def process(self, event: PipelineEvent, batch: PersonBatch) -> Ok[PipelineEvent]:
@@ -388,8 +374,13 @@ class PersonsStep:
         ids_of: dict[str, list[tuple[int, str]]] = {}
         for key, person in batch.by_distinct_id.items():
             ids_of.setdefault(person.record.uuid, []).append(key)
-        for uuid, person in batch.touched.items():
-            self._known.put(person, ids_of.get(uuid, ()))  # Postgres has this version now
+        for uuid, person in batch.touched.items():  # Postgres has these versions now
+            self._known.put(person.record.id, person.record.version, person.state, ids_of.get(uuid, ()))
+        if self._shared is not None:
+            await self._shared.store(
+                (p.record.id, p.record.version, p.state, ids_of.get(uuid, [])) for uuid, p in batch.touched.items()
+            )
+            await self._shared.forget([record.id for record, _ in batch.deleted])
         self._mirror(batch, now)
 
     async def _write_locked(self, person: _Person) -> None:

@@ -1,7 +1,8 @@
 """Redis adapter: redis.asyncio behind a trio interface.
 
-Used for caches, locks and pub/sub by later capabilities; today the server checks it at start-up
-and in health. redis' errors are translated into ours here and nowhere else.
+The server uses it as the shared person-state cache (plugin_server/ingestion/person_cache.py);
+plugins' caches and pub/sub come later. redis' errors are translated into ours here and nowhere
+else.
 """
 
 from __future__ import annotations
@@ -52,6 +53,33 @@ class Redis:
 
     async def delete(self, *keys: str) -> int:
         return int(await self._call("delete", "delete", *keys))
+
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        """Values of `keys`, in order (None where missing); one round trip."""
+        if not keys:
+            return []
+        return await self._call("mget", "mget", keys)
+
+    async def set_many(self, items: dict[str, bytes], *, ttl_seconds: float) -> None:
+        """Set every key with the same time to live, in one pipelined round trip (not atomic)."""
+        if not items:
+            return
+        px = int(ttl_seconds * 1000)
+
+        async def run() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(key, value, px=px)
+                await pipe.execute()
+
+        try:
+            await aio_as_trio(run)()
+        except _TRANSLATED as exc:
+            raise _translate(exc, "set_many") from exc
+
+    async def flushdb(self) -> None:
+        """Empty the current database (operators and fault tests: "Redis flushed mid-stream")."""
+        await self._call("flushdb", "flushdb")
 
 
 @asynccontextmanager

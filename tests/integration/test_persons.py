@@ -25,7 +25,7 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 class World:
     """A pipeline with real Postgres persons for one fresh team; events are fed as capture messages."""
 
-    def __init__(self, pg, team: Team) -> None:
+    def __init__(self, pg, team: Team, *, shared=None) -> None:
         self.team = team
         self.store = PersonStore(pg=pg)
         self.offset = 0
@@ -37,7 +37,7 @@ class World:
             return [team] if team.id in ids else []
 
         teams = TeamCache(fetch_by_tokens=by_tokens, fetch_by_ids=by_ids, ttl_seconds=60)
-        self.steps = PersonsStep(store=self.store)
+        self.steps = PersonsStep(store=self.store, shared=shared)
         self.pipeline = IngestionPipeline(teams=teams, tasks_per_worker=4, persons=self.steps, clock=lambda: T0)
 
     def message(self, event: str, distinct_id: str, *, at: dt.datetime = T0, **properties) -> Message:

@@ -22,6 +22,7 @@ from plugin_server.storage.kafka import (
     topic_end_offsets,
 )
 from plugin_server.storage.postgres import open_postgres
+from plugin_server.storage.redis import open_redis
 from plugin_server.tools import topics_of
 
 ADMIN = "test-admin-token"
@@ -229,25 +230,40 @@ async def test_clickhouse_outage_pauses_commits_nothing_dead_letters_nothing_and
     assert sum(dead_letters.values()) == 0
 
 
-async def test_postgres_connections_killed_mid_stream_give_correct_results(aio, settings, team, services):
-    """Every Postgres connection of the server is terminated, again and again, while it ingests
-    events that create and merge persons: batches retry, and the result is still exact."""
+async def _kill_postgres_connections(admin, redis) -> int:  # noqa: ARG001
+    return await admin.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+    )
+
+
+async def _flush_redis(admin, redis) -> int:  # noqa: ARG001
+    await redis.flushdb()
+    return 1
+
+
+@pytest.mark.parametrize("fault", [_kill_postgres_connections, _flush_redis], ids=["postgres-killed", "redis-flushed"])
+async def test_faults_mid_stream_give_correct_results(aio, settings, team, services, fault):
+    """Every Postgres connection of the server is terminated (or Redis, the person cache, is
+    flushed), again and again, while it ingests events that create, update and merge persons:
+    batches retry or reread, and the result is still exact."""
     settings = settings.replace(plugin_server_admin_token=ADMIN)
     await prepare(settings)
     messages = list(synth.generate(token=team["api_token"], events=1200, persons=40, seed=51, now=dt.datetime.now(dt.UTC)))
     server = Server(settings)
-    kills = 0
-    async with trio.open_nursery() as nursery, open_postgres(services.database_url, max_size=1) as admin:
+    faults = 0
+    async with (
+        trio.open_nursery() as nursery,
+        open_postgres(services.database_url, max_size=1) as admin,
+        open_redis(settings.redis_url) as redis,
+    ):
         handle = await nursery.start(server.run)
         async with open_producer(hosts=settings.kafka_hosts, client_id="test") as producer:
             for start in range(0, len(messages), 100):
                 await producer.send_batch(
                     Record(settings.kafka_consumption_topic, m.value, m.key) for m in messages[start : start + 100]
                 )
-                kills += await admin.fetchval(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-                )
+                faults += await fault(admin, redis)
                 await trio.sleep(0.05)
         sql = f"SELECT count() AS c FROM events WHERE team_id = {team['id']}"
         total = await wait_for_count(handle.http_port, sql, len(messages), timeout=120)
@@ -257,12 +273,18 @@ async def test_postgres_connections_killed_mid_stream_give_correct_results(aio, 
             handle.http_port,
             f"SELECT distinct_id, toString(person_id) AS p FROM person_distinct_id2 FINAL WHERE team_id = {team['id']}",
         )
+        ch_persons = await query(
+            handle.http_port,
+            f"SELECT toString(id) AS p, properties FROM person FINAL WHERE team_id = {team['id']} AND is_deleted = 0",
+        )
         server.request_stop()
         rows = await admin.fetch(
             "SELECT d.distinct_id, p.uuid::text AS p FROM posthog_persondistinctid d JOIN posthog_person p "
             "ON p.id = d.person_id WHERE d.team_id = $1", team["id"],
         )  # fmt: skip
-    assert kills > 0
+        pg_persons = await admin.fetch("SELECT uuid::text AS p, properties FROM posthog_person WHERE team_id = $1", team["id"])
+    assert faults > 0
+    assert {r["p"]: json.loads(r["properties"]) for r in ch_persons} == {r["p"]: r["properties"] for r in pg_persons}
     assert total == len(messages) and int(uuids[0]["u"]) == len(messages)
     postgres_mapping = {r["distinct_id"]: r["p"] for r in rows}
     assert {r["distinct_id"]: r["p"] for r in mapping} == postgres_mapping  # ClickHouse mirrors Postgres
