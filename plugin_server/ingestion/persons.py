@@ -57,6 +57,7 @@ from plugin_server.storage.persons import (
     PersonColumns,
     PersonRecord,
     PersonStore,
+    Tombstone,
     VersionConflict,
 )
 
@@ -100,6 +101,18 @@ class _Person:
 
     def view(self) -> PersonView:
         return PersonView(self.record.uuid, self.state.properties, self.created_at)
+
+    def absorb(self, newer: _Person) -> None:
+        """Move to a newer version of the row (another worker wrote it) without losing this
+        batch's changes: property states join (commutative), identified sticks, the earliest
+        created_at wins. In place, so every group of the batch holding this copy sees it."""
+        if self.dirty:
+            self.state = merge_states(self.state, newer.state)
+            self.is_identified = self.is_identified or newer.is_identified
+            self.created_at = min(self.created_at, newer.created_at)
+        else:
+            self.state, self.is_identified, self.created_at = newer.state, newer.is_identified, newer.created_at
+        self.record = newer.record
 
 
 def _working_copy(record: PersonRecord, held: Held | None = None) -> _Person:
@@ -148,7 +161,7 @@ class PersonBatch:
     rows: list[Row] = field(default_factory=list)
     touched: dict[str, _Person] = field(default_factory=dict)  # uuid -> person
     touched_ids: set[tuple[int, str]] = field(default_factory=set)
-    deleted: list[tuple[PersonRecord, int]] = field(default_factory=list)  # (person, last version)
+    deleted: list[Tombstone] = field(default_factory=list)
     mirrored_persons: dict[str, int] = field(default_factory=dict)
     mirrored_ids: dict[tuple[int, str], tuple[str, int]] = field(default_factory=dict)
 
@@ -173,12 +186,15 @@ class PersonBatch:
             yield
 
     def load(self, found: dict[tuple[int, str], tuple[PersonRecord, int]], held: Held | None = None) -> None:
-        """Adopt rows read from Postgres, sharing one working copy per person."""
-        copies = {p.record.uuid: p for p in self.by_distinct_id.values()}
+        """Adopt rows read from Postgres, sharing one working copy per person. A copy the batch
+        already has moves to a newer version in place, keeping the batch's unwritten changes."""
+        copies = {p.record.uuid: p for p in self.by_distinct_id.values()} | self.touched
         for key, (record, version) in found.items():
             current = copies.get(record.uuid)
-            if current is None or current.record.version != record.version:
+            if current is None:
                 current = copies[record.uuid] = _working_copy(record, held)
+            elif current.record.version < record.version:
+                current.absorb(_working_copy(record, held))
             self.by_distinct_id[key] = current
             self.id_versions[key] = version
 
@@ -315,6 +331,7 @@ class PersonsStep:
                         batch.bind(person, team_id, [other_id], version=0)
                     elif other is into:
                         person = into
+                        await self._resync_ids(person, batch)
                     elif event.event == "$merge_dangerously" or not other.is_identified:
                         person = await self._merge_persons(into, other, batch)
                     else:
@@ -337,14 +354,21 @@ class PersonsStep:
         raise PersonWriteConflict(f"could not merge {other_id!r} into {into_id!r} in team {team_id}")
 
     async def _merge_persons(self, into: _Person, other: _Person, batch: PersonBatch) -> _Person:
-        state = merge_states(into.state, other.state)
+        into_before, other_before = into.state, other.state
+        state = merge_states(into_before, other_before)
         properties, last_updated, last_operation = state.to_columns()
         columns = PersonColumns(
             properties, last_updated, last_operation, True, min(into.created_at, other.created_at)
         )
         result = await self._store.merge(into=into.record, other=other.record, columns=columns)
+        # Other groups of the batch may have applied events to either person while the merge was
+        # in flight (they take no lock for an ordinary event): keep those changes, to be written
+        # at flush. (Found by the two-process e2e test.)
+        late = into.state is not into_before or other.state is not other_before
+        if late:
+            state = merge_states(state, merge_states(into.state, other.state))
         into.record, into.state, into.is_identified, into.created_at = result.into, state, True, result.into.created_at
-        into.dirty = False
+        into.dirty = late
         for key, person in list(batch.by_distinct_id.items()):
             if person is other:  # ids of `other` the batch knows but the move did not report
                 batch.by_distinct_id[key] = into
@@ -352,8 +376,20 @@ class PersonsStep:
             batch.bind(into, into.record.team_id, [distinct_id], version=version)
         batch.touched.pop(other.record.uuid, None)
         batch.touched[into.record.uuid] = into
-        batch.deleted.append((other.record, result.deleted_version))
+        batch.deleted.append(result.deleted)
         return into
+
+    async def _resync_ids(self, person: _Person, batch: PersonBatch) -> None:
+        """A merge event whose ids already share a person: the link was made by another process,
+        or by an earlier attempt at this batch whose ClickHouse rows were lost (a failed flush,
+        a crash). Unless this process has made this version of the person durable in ClickHouse,
+        re-emit every distinct id of the person and the tombstones of the persons merged into it,
+        so the mirror cannot miss a move or a deletion."""
+        if self.ledger.person_known(person.record.uuid, person.record.version):
+            return
+        for distinct_id, version in await self._store.distinct_ids_of(person.record):
+            batch.bind(person, person.record.team_id, [distinct_id], version=version)
+        batch.deleted.extend(await self._store.tombstones_of(person.record))
 
     async def _refresh(self, batch: PersonBatch, team_id: int, distinct_ids: list[str]) -> None:
         found = await self._store.fetch([(team_id, d) for d in distinct_ids])
@@ -380,7 +416,7 @@ class PersonsStep:
             await self._shared.store(
                 (p.record.id, p.record.version, p.state, ids_of.get(uuid, [])) for uuid, p in batch.touched.items()
             )
-            await self._shared.forget([record.id for record, _ in batch.deleted])
+            await self._shared.forget([t.person_id for t in batch.deleted])
         self._mirror(batch, now)
 
     async def _write_locked(self, person: _Person) -> None:
@@ -388,10 +424,7 @@ class PersonsStep:
         under its row lock, merge their state with ours (commutative, so neither write is lost)."""
 
         def combine(latest: PersonRecord) -> PersonColumns:
-            theirs = _working_copy(latest)
-            person.state = merge_states(person.state, theirs.state)
-            person.is_identified = person.is_identified or latest.is_identified
-            person.created_at = min(person.created_at, latest.created_at)
+            person.absorb(_working_copy(latest))
             return person.columns()
 
         try:
@@ -406,10 +439,15 @@ class PersonsStep:
             record = person.record
             if self.ledger.person_known(record.uuid, record.version):
                 continue
-            batch.rows.append(_person_row(record, person.state.properties, person.is_identified, person.created_at, 0, record.version, timestamp))
+            batch.rows.append(
+                _person_row(record.team_id, record.uuid, person.state.properties, person.is_identified, person.created_at,
+                            0, record.version, timestamp)
+            )  # fmt: skip
             batch.mirrored_persons[record.uuid] = record.version
-        for record, version in batch.deleted:
-            batch.rows.append(_person_row(record, {}, record.is_identified, record.created_at, 1, version + TOMBSTONE_VERSION_BUMP, timestamp))
+        for t in batch.deleted:
+            batch.rows.append(
+                _person_row(t.team_id, t.uuid, {}, t.is_identified, t.created_at, 1, t.version + TOMBSTONE_VERSION_BUMP, timestamp)
+            )
         for key in batch.touched_ids:
             person = batch.by_distinct_id.get(key)
             if person is None:
@@ -425,14 +463,14 @@ class PersonsStep:
         self.ledger.record(batch.mirrored_persons, batch.mirrored_ids)
 
 
-def _person_row(record: PersonRecord, properties: dict, is_identified: bool, created_at: dt.datetime,
+def _person_row(team_id: int, uuid: str, properties: dict, is_identified: bool, created_at: dt.datetime,
                 is_deleted: int, version: int, timestamp: int) -> Row:  # fmt: skip
     row = {
-        "id": record.uuid, "created_at": ch_datetime(created_at)[:23], "team_id": record.team_id,
+        "id": uuid, "created_at": ch_datetime(created_at)[:23], "team_id": team_id,
         "properties": jsonx.dumps_str(properties), "is_identified": int(is_identified), "is_deleted": is_deleted,
         "version": version, "_timestamp": timestamp, "_offset": 0,
     }  # fmt: skip
-    return Row(PERSON_TABLE, jsonx.dumps(row), record.uuid.encode())
+    return Row(PERSON_TABLE, jsonx.dumps(row), uuid.encode())
 
 
 def _distinct_id_row(key: tuple[int, str], person_uuid_: str, version: int, timestamp: int) -> Row:

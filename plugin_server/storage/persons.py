@@ -82,7 +82,19 @@ UPDATE posthog_persondistinctid SET person_id = $3, version = COALESCE(version, 
 WHERE team_id = $1 AND person_id = $2
 RETURNING distinct_id, version"""
 
-DELETE_PERSON = "DELETE FROM posthog_person WHERE team_id = $1 AND id = $2 RETURNING COALESCE(version, 0) AS version"
+DELETE_PERSON = """DELETE FROM posthog_person WHERE team_id = $1 AND id = $2
+RETURNING COALESCE(version, 0) AS version, is_identified, created_at"""
+
+# The outbox of deleted persons (migrations/postgres/0003_person_tombstones.sql).
+MOVE_TOMBSTONES = "UPDATE plugin_server_person_tombstones SET merged_into = $2 WHERE merged_into = $1"
+INSERT_TOMBSTONE = """
+INSERT INTO plugin_server_person_tombstones (team_id, uuid, person_id, merged_into, version, is_identified, created_at)
+VALUES ($1, $2::uuid, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"""
+# A week: far longer than any redelivery after a crash takes.
+EXPIRE_TOMBSTONES = "DELETE FROM plugin_server_person_tombstones WHERE deleted_at < now() - interval '7 days'"
+FETCH_TOMBSTONES = """
+SELECT team_id, uuid::text AS uuid, person_id, version, is_identified, created_at
+FROM plugin_server_person_tombstones WHERE merged_into = $1"""
 
 
 class AlreadyExists(PluginServerError):
@@ -126,7 +138,19 @@ class PersonColumns:
 class MergeResult:
     into: PersonRecord
     moved: list[tuple[str, int]]  # (distinct_id, new version)
-    deleted_version: int  # the deleted person's last version
+    deleted: Tombstone
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A person deleted by a merge, as its ClickHouse tombstone row needs it."""
+
+    team_id: int
+    uuid: str
+    person_id: int
+    version: int  # its last version
+    is_identified: bool
+    created_at: dt.datetime
 
 
 def _record(row: Any) -> PersonRecord:
@@ -166,6 +190,14 @@ class PersonStore:
 
     async def distinct_ids_of(self, person: PersonRecord) -> list[tuple[str, int]]:
         return [(r["distinct_id"], r["version"]) for r in await self._pg.fetch(FETCH_DISTINCT_IDS_OF, person.team_id, person.id)]
+
+    async def tombstones_of(self, person: PersonRecord) -> list[Tombstone]:
+        """The persons merged (directly or through others) into `person`, from the outbox."""
+        rows = await self._pg.fetch(FETCH_TOMBSTONES, person.id)
+        return [
+            Tombstone(r["team_id"], r["uuid"], r["person_id"], r["version"], r["is_identified"], r["created_at"])
+            for r in rows
+        ]
 
     async def create(self, *, team_id: int, uuid: str, distinct_ids: list[str], columns: PersonColumns) -> PersonRecord:
         """A new person owning `distinct_ids`, in one transaction; AlreadyExists if any is taken."""
@@ -247,7 +279,16 @@ class PersonStore:
                 columns.properties_last_operation, columns.is_identified, columns.created_at,
             )  # fmt: skip
             moved = await conn.fetch(MOVE_DISTINCT_IDS, into.team_id, other.id, into.id)
-            deleted = await conn.fetchval(DELETE_PERSON, other.team_id, other.id)
+            gone = await conn.fetchrow(DELETE_PERSON, other.team_id, other.id)
+            deleted = Tombstone(
+                other.team_id, other.uuid, other.id, gone["version"], gone["is_identified"], gone["created_at"]
+            )
+            await conn.execute(MOVE_TOMBSTONES, other.id, into.id)
+            await conn.execute(
+                INSERT_TOMBSTONE, deleted.team_id, deleted.uuid, deleted.person_id, into.id, deleted.version,
+                deleted.is_identified, deleted.created_at,
+            )  # fmt: skip
+            await conn.execute(EXPIRE_TOMBSTONES)
             return MergeResult(_record(row), [(m["distinct_id"], m["version"]) for m in moved], deleted)
 
         result = await self._pg.run_in_transaction(merge)

@@ -220,3 +220,135 @@ async def test_two_workers_racing_on_the_same_ids_never_make_two_persons(world, 
         for record in persons.values():  # each person's rows agree with its distinct ids
             ids = [d for d, _ in await world.store.distinct_ids_of(record)]
             assert all(found[(world.team.id, d)][0].uuid == record.uuid for d in ids)
+
+
+async def test_a_merge_that_lost_a_race_keeps_the_batchs_unwritten_changes(world, services):
+    """Worker B applies a `$set` to person A in memory, then merges A; worker A writes A first,
+    so B's merge conflicts and B rereads A. B's `$set` must survive the reread (found by the
+    two-process e2e test: it used to be dropped with the stale working copy)."""
+    await world.run(world.message("$pageview", "anon"), world.message("$pageview", "user"))
+    async with open_postgres(services.database_url, max_size=4) as pg2:
+        other = World(pg2, world.team)
+        other.offset = 100
+        real_merge = world.store.merge
+        raced = []
+
+        async def merge_after_the_other_worker_wrote(**kwargs):
+            if not raced:
+                raced.append(True)
+                await other.run(other.message("$set", "anon", at=T0 + dt.timedelta(seconds=31), **{"$set": {"plan": "p31"}}))
+            return await real_merge(**kwargs)
+
+        world.store.merge = merge_after_the_other_worker_wrote
+        newer = world.message("$set", "anon", at=T0 + dt.timedelta(seconds=32), **{"$set": {"plan": "p32", "b": 1}})
+        alias = world.message("$create_alias", "user", at=T0 + dt.timedelta(seconds=40), alias="anon")
+        await world.run(newer, alias)
+    assert raced
+    merged = await world.person("anon")
+    assert merged == await world.person("user")
+    assert merged.properties == {"plan": "p32", "b": 1}
+
+
+async def test_events_applied_while_a_merge_is_in_flight_are_kept(world):
+    """In one batch, a `$set` for the merged-away person runs (another group, no lock) while the
+    merge's transaction is in flight: its change must reach the merged person."""
+    await world.run(world.message("$pageview", "anon"), world.message("$pageview", "user"))
+    real_merge = world.store.merge
+    in_flight = trio.Event()
+    applied = trio.Event()
+
+    async def slow_merge(**kwargs):
+        in_flight.set()
+        await applied.wait()  # the $set group runs now
+        return await real_merge(**kwargs)
+
+    world.store.merge = slow_merge
+    alias = world.message("$create_alias", "user", at=T0 + dt.timedelta(seconds=40), alias="anon")
+    newer = world.message("$set", "anon", at=T0 + dt.timedelta(seconds=32), **{"$set": {"plan": "p32"}})
+    real_process = world.steps.process
+
+    async def process(event, batch):
+        if event.distinct_id != "anon":
+            return await real_process(event, batch)
+        await in_flight.wait()
+        result = await real_process(event, batch)
+        applied.set()
+        return result
+
+    world.steps.process = process
+    with trio.fail_after(10):
+        await world.run(alias, newer)
+    assert applied.is_set()
+    merged = await world.person("anon")
+    assert merged == await world.person("user")
+    assert merged.properties == {"plan": "p32"}
+
+
+async def test_a_redelivered_merge_re_emits_the_moves_and_the_tombstone(world, services):
+    """The batch that merged committed to Postgres but its ClickHouse rows were lost (a crash):
+    the redelivered merge event finds the ids already linked and still emits what the mirror
+    needs: every distinct id of the person at its version, and the merged person's tombstone."""
+    await world.run(world.message("$pageview", "anon"), world.message("$pageview", "anon-2"), world.message("$pageview", "user"))
+    anon_2 = await world.person("anon-2")
+    await world.run(world.message("$create_alias", "anon", at=T0 + dt.timedelta(seconds=1), alias="anon-2"))
+    anon = await world.person("anon")
+    merge = world.message("$merge_dangerously", "user", at=T0 + dt.timedelta(seconds=2), alias="anon")
+    await world.pipeline.process([merge])  # committed in Postgres; its rows never made durable
+    user = await world.person("user")
+    async with open_postgres(services.database_url, max_size=2) as pg2:
+        restarted = World(pg2, world.team)  # a new process: nothing known to be in ClickHouse
+        out = await restarted.run(merge)
+    ids = {r["distinct_id"]: (r["person_id"], r["version"]) for r in rows(out, PERSON_DISTINCT_ID_TABLE)}
+    assert ids == {"user": (user.uuid, 0), "anon": (user.uuid, 1), "anon-2": (user.uuid, 2)}
+    tombstones = [r for r in rows(out, PERSON_TABLE) if r["is_deleted"]]
+    # anon-2's person was merged into anon's, which was merged into user's: both stay deleted
+    assert sorted(t["id"] for t in tombstones) == sorted([anon.uuid, anon_2.uuid])
+    assert all(t["version"] > anon.version for t in tombstones if t["id"] == anon.uuid)
+
+
+class CallCounter:
+    """Counts the store's round trips by method."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name):
+        method = getattr(self._store, name)
+
+        async def counted(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return await method(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_hot_distinct_id_costs_one_write_per_batch_and_keeps_its_order(world):
+    """10% of a batch is one distinct id: its updates become one write, in offset order, and the
+    batch's Postgres work stays two round trips however hot the key (nothing waits on its row)."""
+    others = [f"cold-{i}" for i in range(150)]
+    await world.run(*(world.message("$pageview", d) for d in ["hot", *others]))
+    before = await world.person("hot")
+    messages = []
+    for i in range(1000):
+        at = T0 + dt.timedelta(seconds=i)
+        if i % 10 == 0:
+            messages.append(world.message("$set", "hot", at=at, **{"$set": {"n": i}}))
+        else:
+            messages.append(world.message("$set", others[i % 150], at=at, **{"$set": {"v": i}}))
+    counter = CallCounter(world.store)
+    world.steps._store = counter
+    out = await world.run(*messages)
+
+    assert counter.calls == {"fetch": 1, "update_many": 1}
+    hot = await world.person("hot")
+    assert hot.version == before.version + 1 and hot.properties == {"n": 990}
+    seen = [
+        json.loads(json.loads(r.line)["person_properties"])["n"]
+        for _, r in sorted(out.rows, key=lambda sr: sr[0].offset)
+        if r.table == "events" and json.loads(r.line)["distinct_id"] == "hot"
+    ]
+    assert seen == list(range(0, 1000, 10))  # each event saw the hot person as of itself
+    last = {others[i % 150]: i for i in range(1000) if i % 10}
+    for distinct_id in others[1:11]:
+        assert (await world.person(distinct_id)).properties == {"v": last[distinct_id]}
