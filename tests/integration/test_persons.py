@@ -350,5 +350,5 @@ async def test_a_hot_distinct_id_costs_one_write_per_batch_and_keeps_its_order(w
     ]
     assert seen == list(range(0, 1000, 10))  # each event saw the hot person as of itself
     last = {others[i % 150]: i for i in range(1000) if i % 10}
-    for distinct_id in others[1:11]:
+    for distinct_id in list(last)[:20]:
         assert (await world.person(distinct_id)).properties == {"v": last[distinct_id]}
