@@ -1,0 +1,5 @@
+# expect: runtime PluginRuntimeError
+# raise BaseException
+# ruff: noqa
+def process_event(event, meta):
+    raise BaseException("stop the server")

@@ -1,0 +1,5 @@
+# expect: compile
+# breakpoint()
+# ruff: noqa
+def process_event(event, meta):
+    breakpoint()

@@ -1,0 +1,6 @@
+# expect: compile
+# del _getattr_
+# ruff: noqa
+def process_event(event, meta):
+    del _getattr_
+    return event

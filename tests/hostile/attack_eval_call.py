@@ -1,0 +1,5 @@
+# expect: compile
+# eval()
+# ruff: noqa
+def process_event(event, meta):
+    return eval("1")

@@ -1,0 +1,5 @@
+# expect: compile
+# exec()
+# ruff: noqa
+def process_event(event, meta):
+    exec("import os")

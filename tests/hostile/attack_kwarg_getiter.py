@@ -1,0 +1,5 @@
+# expect: compile
+# **kwargs named _getiter_
+# ruff: noqa
+def process_event(event, meta, **_getiter_):
+    return event

@@ -1,0 +1,5 @@
+# expect: compile
+# object.__subclasses__()
+# ruff: noqa
+def process_event(event, meta):
+    return object.__subclasses__()
