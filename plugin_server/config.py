@@ -188,6 +188,9 @@ class Settings:
     healthcheck_max_stale_seconds: float = setting(
         7200.0, _float(1.0), "Health fails if a consumer with lag has not progressed for this long."
     )
+    plugin_server_parent_pid: int = setting(
+        0, _int(0), "Internal, set by the worker pool: stop gracefully when this process is gone (0: never)."
+    )
     log_level: str = setting("info", _choice(LOG_LEVELS), "Log level: debug, info, warning, error.")
     log_format: str = setting("json", _choice(("json", "console")), "Log format: json lines, or console.")
 

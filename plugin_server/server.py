@@ -54,6 +54,9 @@ from workers.writer import WriterHandler
 
 log = logs.get(__name__)
 
+# How often a pool worker checks that its parent is alive: a second of orphanhood is harmless.
+PARENT_POLL_SECONDS = 1.0
+
 # Modes whose capability exists today; the others are named so the CLI can say "not yet".
 RUNNABLE_MODES = ("all", "ingestion", "writer")
 
@@ -175,6 +178,8 @@ class Server:
 
             app = App(state=self.state, clickhouse=clickhouse, admin_token=s.plugin_server_admin_token)
             async with trio.open_nursery() as nursery:
+                if s.plugin_server_parent_pid:
+                    nursery.start_soon(self._watch_parent, s.plugin_server_parent_pid)
                 port = await nursery.start(lambda task_status: run_http(app, host=s.http_host, port=s.http_port, task_status=task_status))
                 async with trio.open_nursery() as consumers:
                     for stage in stages:
@@ -190,6 +195,14 @@ class Server:
                     await self._stop_stages(stages)
                     consumers.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
+
+    async def _watch_parent(self, parent_pid: int) -> None:
+        """A worker whose pool process died (even by SIGKILL) stops gracefully instead of living
+        on as an orphan that keeps partitions of the consumer group."""
+        while os.getppid() == parent_pid:
+            await trio.sleep(PARENT_POLL_SECONDS)
+        log.warning("parent process is gone; stopping", parent_pid=parent_pid)
+        self.request_stop()
 
     @staticmethod
     async def _check_clickhouse_schema(clickhouse: ClickHouse) -> None:

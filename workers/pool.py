@@ -11,6 +11,7 @@ server's own `/_health` and `/_ready` cover the children.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -78,7 +79,12 @@ class WorkerPool:
         started = False
         while not self._stopping:
             port = free_port()
-            env = {**self._environ, "PLUGIN_SERVER_MODE": "ingestion", "WORKER_CONCURRENCY": "1", "HTTP_PORT": str(port)}
+            env = {
+                **self._environ, "PLUGIN_SERVER_MODE": "ingestion", "WORKER_CONCURRENCY": "1", "HTTP_PORT": str(port),
+                # PR_SET_PDEATHSIG cannot be used: trio forks from a worker thread, whose exit would
+                # fire it. The child watches its parent instead (Server._watch_parent).
+                "PLUGIN_SERVER_PARENT_PID": str(os.getpid()),
+            }  # fmt: skip
             proc = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "plugin_server"], env=env, stdin=subprocess.DEVNULL, start_new_session=True
             )

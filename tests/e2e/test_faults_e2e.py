@@ -47,3 +47,16 @@ def test_kill_9_mid_stream_loses_nothing_and_keeps_persons_consistent(server_env
     distinct_ids = {r["distinct_id"] for r in mapping}
     assert {str(json.loads(m.value)["distinct_id"]) for m in messages} <= distinct_ids
     assert {r["p"] for r in mapping} <= {p["id"] for p in persons}  # no mapping to a deleted person
+
+
+def test_workers_stop_when_their_pool_process_is_killed(server_env, start_server):
+    """SIGKILL of the process that runs the worker pool leaves no orphan workers consuming."""
+    server = start_server(dict(server_env, WORKER_CONCURRENCY="2"))
+    server.wait_ready()
+    workers = workers_of(server.proc.pid)
+    assert len(workers) == 2
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == [], f"orphan workers still running: {[p.pid for p in alive]}"
+    assert "parent process is gone; stopping" in server.log()
