@@ -147,6 +147,9 @@ class Settings:
         "clickhouse_person_distinct_id", _topic, "Topic of person distinct id rows (kafka sink and writer)."
     )
     clickhouse_groups_kafka_topic: str = setting("clickhouse_groups", _topic, "Topic of group rows (kafka sink and writer).")
+    clickhouse_plugin_log_entries_kafka_topic: str = setting(
+        "plugin_log_entries", _topic, "Topic of plugin log entries (kafka sink and writer)."
+    )
     kafka_consumer_group: str = setting("ingestion", _text, "Consumer group of the ingestion workers.")
     kafka_writer_group: str = setting("clickhouse-writer", _text, "Consumer group of the ClickHouse writer.")
     clickhouse_url: str = setting(
@@ -161,6 +164,14 @@ class Settings:
     )
     worker_concurrency: int = setting(1, _int(1, 64), "Ingestion worker processes (each a consumer).")
     tasks_per_worker: int = setting(10, _int(1, 10_000), "Concurrent distinct_id groups per batch in a worker.")
+    task_timeout: float = setting(30.0, _float(0.01), "Seconds a plugin function call may run (PostHog's TASK_TIMEOUT).")
+    plugin_threads: int = setting(4, _int(1, 256), "Worker threads running plugin code in each process.")
+    plugin_fetch_allow_private: bool = setting(
+        False, _bool, "Let plugins' meta.fetch reach loopback, link-local and private addresses."
+    )
+    plugins_reload_pubsub_channel: str = setting(
+        "reload-plugins", str, "Redis channel whose messages make every process reload plugins."
+    )
     ingestion_batch_size: int = setting(2000, _int(1, 100_000), "Most messages taken from Kafka per batch.")
     ingestion_batch_wait_ms: int = setting(
         50, _int(0, 60_000), "Longest wait for a batch to fill before processing what arrived."

@@ -39,6 +39,8 @@ class ServerState:
     consumers: list[ConsumerStatus] = field(default_factory=list)
     ready: bool = False
     stopping: bool = False
+    # Other parts' health (e.g. the plugin runtime): name -> "is it healthy now".
+    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
     def health(self, now: float | None = None) -> tuple[bool, dict]:
         now = time.monotonic() if now is None else now
@@ -54,6 +56,8 @@ class ServerState:
                 "retrying": c.retrying,
                 "healthy": c.running and not stale,
             }
+        for name, check in self.checks.items():
+            checks[name] = {"healthy": check()}
         healthy = all(check["healthy"] for check in checks.values())
         return healthy, {"status": "ok" if healthy else "error", "checks": checks}
 

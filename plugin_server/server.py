@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import trio
 
+from jobs.queue import JobQueue
 from plugin_server import logs
 from plugin_server.config import Settings
 from plugin_server.http import App, ServerState, run_http
@@ -25,11 +26,13 @@ from plugin_server.ingestion.groups import GroupsStep
 from plugin_server.ingestion.person_cache import SharedStates
 from plugin_server.ingestion.persons import PersonsStep
 from plugin_server.ingestion.pipeline import IngestionPipeline
+from plugin_server.ingestion.plugins import PluginsStep
 from plugin_server.ingestion.row import (
     EVENTS_TABLE,
     GROUPS_TABLE,
     PERSON_DISTINCT_ID_TABLE,
     PERSON_TABLE,
+    PLUGIN_LOG_TABLE,
     WARNINGS_TABLE,
 )
 from plugin_server.ingestion.teams import TeamCache
@@ -44,9 +47,12 @@ from plugin_server.storage.clickhouse import ClickHouse, open_clickhouse
 from plugin_server.storage.groups import GroupStore
 from plugin_server.storage.kafka import open_producer
 from plugin_server.storage.persons import PersonStore
+from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
 from plugin_server.storage.teams import TeamStore
+from vm.plugin_logs import LogShipper, PluginLogs
+from vm.runtime import PluginRuntime
 from workers.consumer import BatchConsumer
 from workers.ingestion import IngestionHandler
 from workers.pool import WorkerPool
@@ -69,6 +75,7 @@ def row_topics(settings: Settings) -> dict[str, str]:
         PERSON_TABLE: settings.clickhouse_person_kafka_topic,
         PERSON_DISTINCT_ID_TABLE: settings.clickhouse_person_distinct_id_kafka_topic,
         GROUPS_TABLE: settings.clickhouse_groups_kafka_topic,
+        PLUGIN_LOG_TABLE: settings.clickhouse_plugin_log_entries_kafka_topic,
     }
 
 
@@ -136,6 +143,7 @@ class Server:
                 await self._check_clickhouse_schema(clickhouse)
             producer = await stack.enter_async_context(open_producer(hosts=s.kafka_hosts, client_id="plugin-server"))
             stages: list[list[BatchConsumer | WorkerPool]] = []
+            services: list = []  # actors the consumers use; they stop after the consumers
             if p.workers:
                 child_env = {**os.environ, **s.as_environ(), "INGESTION_SINK": p.sink}
                 pool = WorkerPool(count=p.workers, environ=child_env, stop_timeout=self._stop_timeout() + 10)
@@ -155,12 +163,27 @@ class Server:
                     if p.sink == "direct"
                     else KafkaSink(producer=producer, topics=row_topics(s))
                 )
+                plugin_logs = PluginLogs()
+                runtime = PluginRuntime(
+                    store=PluginStore(pg=pg), redis=redis, logs=plugin_logs, task_timeout=s.task_timeout,
+                    threads=s.plugin_threads, allow_private_fetch=s.plugin_fetch_allow_private,
+                    jobs=JobQueue(pg=pg), channel=s.plugins_reload_pubsub_channel,
+                )  # fmt: skip
+                log_sink = (
+                    DirectSink(clickhouse=clickhouse)
+                    if p.sink == "direct"
+                    else KafkaSink(producer=producer, topics=row_topics(s))
+                )
+                services.append(LogShipper(buffer=plugin_logs, sink=log_sink))
+                services.append(runtime)
+                self.state.checks["plugins"] = lambda: runtime.healthy
                 handler = IngestionHandler(
                     pipeline=IngestionPipeline(
                         teams=teams,
                         tasks_per_worker=s.tasks_per_worker,
                         persons=PersonsStep(store=PersonStore(pg=pg), shared=SharedStates(redis=redis)),
                         groups=GroupsStep(store=GroupStore(pg=pg)),
+                        plugins=PluginsStep(runtime=runtime),
                     ),
                     sink=sink,
                     producer=producer,
@@ -180,6 +203,8 @@ class Server:
             async with trio.open_nursery() as nursery:
                 if s.plugin_server_parent_pid:
                     nursery.start_soon(self._watch_parent, s.plugin_server_parent_pid)
+                for service in services:
+                    await nursery.start(service.run)
                 port = await nursery.start(lambda task_status: run_http(app, host=s.http_host, port=s.http_port, task_status=task_status))
                 async with trio.open_nursery() as consumers:
                     for stage in stages:

@@ -95,6 +95,7 @@ def settings(services: Services, unique: str) -> Settings:
             "CLICKHOUSE_PERSON_KAFKA_TOPIC": f"t{unique}_clickhouse_person",
             "CLICKHOUSE_PERSON_DISTINCT_ID_KAFKA_TOPIC": f"t{unique}_clickhouse_person_distinct_id",
             "CLICKHOUSE_GROUPS_KAFKA_TOPIC": f"t{unique}_clickhouse_groups",
+            "CLICKHOUSE_PLUGIN_LOG_ENTRIES_KAFKA_TOPIC": f"t{unique}_plugin_log_entries",
             "KAFKA_CONSUMER_GROUP": f"t{unique}_ingestion",
             "KAFKA_WRITER_GROUP": f"t{unique}_writer",
             "HTTP_PORT": "0",

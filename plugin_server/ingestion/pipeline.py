@@ -23,6 +23,8 @@ from plugin_server.ingestion.groups import GroupBatch, GroupsStep
 from plugin_server.ingestion.normalize import normalize
 from plugin_server.ingestion.parse import parse_message
 from plugin_server.ingestion.persons import PersonBatch, PersonsStep
+from plugin_server.ingestion.plugins import DROP_REASON as PLUGIN_DROP_REASON
+from plugin_server.ingestion.plugins import PluginsStep
 from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry
 from plugin_server.ingestion.row import Row, ch_datetime, event_rows
 from plugin_server.ingestion.teams import TeamCache, resolve_team
@@ -69,7 +71,7 @@ class _Batch:
 
 
 class IngestionPipeline:
-    """Runs a batch in three passes: pure steps per event (parse, team, normalize); then, grouped
+    """Runs a batch in three passes: per event, parse, team, plugins (in threads) and normalize; then, grouped
     by key with ordering inside a group, the steps that need I/O (persons, groups); then one write
     of everything the batch changed (persons' coalesced updates)."""
 
@@ -80,11 +82,14 @@ class IngestionPipeline:
         tasks_per_worker: int,
         persons: PersonsStep | None = None,
         groups: GroupsStep | None = None,
+        plugins: PluginsStep | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self._teams = teams
         self._persons = persons
         self._groups = groups
+        self._plugins = plugins
+        self._team_steps = (("resolve_team", resolve_team, (teams,)),)
         self._tasks = tasks_per_worker
         self._clock = clock
 
@@ -103,9 +108,14 @@ class IngestionPipeline:
         await self._teams.prefetch(
             (e.token for e in parsed if e.team_id is None and e.token), (e.team_id for e in parsed if e.team_id)
         )
+        teamed = [t for e in parsed if (t := self._pure_steps(e, batch, self._team_steps)) is not None]
+        if self._plugins is not None:
+            teamed, dropped = await self._plugins.process(teamed)
+            batch.out.dropped.extend([PLUGIN_DROP_REASON] * dropped)
         groups: dict[str, list[PipelineEvent]] = defaultdict(list)
-        for event in parsed:
-            if (ready := self._pure_steps(event, batch)) is not None:
+        normalize_steps = (("normalize", normalize, (batch.now,)),)
+        for event in teamed:
+            if (ready := self._pure_steps(event, batch, normalize_steps)) is not None:
                 groups[ready.grouping_key].append(ready)
 
         ready_events = [e for g in groups.values() for e in g]
@@ -133,11 +143,8 @@ class IngestionPipeline:
                 batch.out.on_durable.append(lambda: self._groups.confirm(companies))
         return batch.out
 
-    def _pure_steps(self, event: PipelineEvent, batch: _Batch) -> PipelineEvent | None:
-        for name, step, args in (
-            ("resolve_team", resolve_team, (self._teams,)),
-            ("normalize", normalize, (batch.now,)),
-        ):
+    def _pure_steps(self, event: PipelineEvent, batch: _Batch, steps: tuple) -> PipelineEvent | None:
+        for name, step, args in steps:
             result = step(event, *args)
             if isinstance(result, Ok):
                 event = result.value

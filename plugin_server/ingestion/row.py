@@ -25,12 +25,18 @@ EVENT_COLUMNS = [
     *(f"group{i}_created_at" for i in range(5)),
 ]  # fmt: skip
 GROUPS_TABLE = "groups"
+PLUGIN_LOG_TABLE = "plugin_log_entries"
+PLUGIN_LOG_COLUMNS = [
+    "id", "team_id", "plugin_id", "plugin_config_id", "timestamp", "source", "type", "message", "instance_id",
+    "_timestamp", "_offset",
+]  # fmt: skip
 GROUP_COLUMNS = ["group_type_index", "group_key", "created_at", "team_id", "group_properties", "_timestamp", "_offset"]
 WARNING_COLUMNS = ["team_id", "source", "type", "details", "timestamp", "_timestamp", "_offset", "_partition"]
 PERSON_COLUMNS = ["id", "created_at", "team_id", "properties", "is_identified", "is_deleted", "version", "_timestamp", "_offset"]
 PERSON_DISTINCT_ID_COLUMNS = ["team_id", "distinct_id", "person_id", "is_deleted", "version", "_timestamp", "_offset", "_partition"]
 COLUMNS = {
     GROUPS_TABLE: GROUP_COLUMNS,
+    PLUGIN_LOG_TABLE: PLUGIN_LOG_COLUMNS,
     EVENTS_TABLE: EVENT_COLUMNS,
     WARNINGS_TABLE: WARNING_COLUMNS,
     PERSON_TABLE: PERSON_COLUMNS,

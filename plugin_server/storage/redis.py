@@ -54,6 +54,10 @@ class Redis:
     async def delete(self, *keys: str) -> int:
         return int(await self._call("delete", "delete", *keys))
 
+    async def command(self, name: str, *args: Any) -> Any:
+        """Any other command, as redis-py's execute_command answers it (plugins' meta.cache)."""
+        return await self._call(name, "execute_command", name.upper(), *args)
+
     async def mget(self, keys: list[str]) -> list[bytes | None]:
         """Values of `keys`, in order (None where missing); one round trip."""
         if not keys:
@@ -77,9 +81,41 @@ class Redis:
         except _TRANSLATED as exc:
             raise _translate(exc, "set_many") from exc
 
+    async def publish(self, channel: str, message: bytes | str) -> int:
+        return int(await self._call("publish", "publish", channel, message))
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        """Subscribed to `channel` for the block (its own connection, as pub/sub needs)."""
+        pubsub = self._client.pubsub()
+        try:
+            await aio_as_trio(pubsub.subscribe)(channel)
+        except _TRANSLATED as exc:
+            raise _translate(exc, "subscribe") from exc
+        try:
+            yield Subscription(pubsub)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await aio_as_trio(pubsub.aclose)()
+
     async def flushdb(self) -> None:
         """Empty the current database (operators and fault tests: "Redis flushed mid-stream")."""
         await self._call("flushdb", "flushdb")
+
+
+class Subscription:
+    """Messages of one pub/sub channel."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self._pubsub = pubsub
+
+    async def next_message(self, *, timeout: float) -> bytes | None:
+        """The next message's data, or None if none came within `timeout` seconds."""
+        try:
+            message = await aio_as_trio(self._pubsub.get_message)(ignore_subscribe_messages=True, timeout=timeout)
+        except _TRANSLATED as exc:
+            raise _translate(exc, "subscription") from exc
+        return None if message is None else message["data"]
 
 
 @asynccontextmanager

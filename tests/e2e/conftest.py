@@ -109,6 +109,7 @@ def server_env(services, settings, tmp_path) -> dict[str, str]:
             "CLICKHOUSE_PERSON_KAFKA_TOPIC": settings.clickhouse_person_kafka_topic,
             "CLICKHOUSE_PERSON_DISTINCT_ID_KAFKA_TOPIC": settings.clickhouse_person_distinct_id_kafka_topic,
             "CLICKHOUSE_GROUPS_KAFKA_TOPIC": settings.clickhouse_groups_kafka_topic,
+            "CLICKHOUSE_PLUGIN_LOG_ENTRIES_KAFKA_TOPIC": settings.clickhouse_plugin_log_entries_kafka_topic,
             "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
             "KAFKA_WRITER_GROUP": settings.kafka_writer_group,
             "HTTP_PORT": str(free_port()),

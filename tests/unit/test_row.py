@@ -162,7 +162,7 @@ def test_properties_column_round_trips():
 
 
 def test_columns_tables():
-    assert set(COLUMNS) == {EVENTS_TABLE, WARNINGS_TABLE, "person", "person_distinct_id2", "groups"}
+    assert set(COLUMNS) == {EVENTS_TABLE, WARNINGS_TABLE, "person", "person_distinct_id2", "groups", "plugin_log_entries"}
     for columns in COLUMNS.values():
         assert len(columns) == len(set(columns))
 

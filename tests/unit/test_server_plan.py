@@ -68,6 +68,7 @@ def test_row_topics_cover_every_table_and_follow_settings():
         "person": "clickhouse_person",
         "person_distinct_id2": "clickhouse_person_distinct_id",
         "groups": "clickhouse_groups",
+        "plugin_log_entries": "plugin_log_entries",
     }
     defaults = row_topics(Settings())
     assert set(defaults) == set(COLUMNS)

@@ -1,0 +1,383 @@
+"""The plugin runtime against real Postgres and Redis: chains, meta, errors, timeouts, reloads."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import trio
+
+from plugin_server.errors import ServiceUnavailable
+from plugin_server.storage.plugins import PluginStore
+from plugin_server.storage.postgres import open_postgres
+from plugin_server.storage.redis import open_redis
+from vm import runtime as runtime_module
+from vm.plugin_logs import PluginLogs
+from vm.runtime import PluginRuntime
+
+
+@pytest.fixture
+async def pg(aio, services):  # noqa: ARG001
+    async with open_postgres(services.database_url, max_size=8) as pg:
+        yield pg
+
+
+@pytest.fixture
+async def redis(aio, services):  # noqa: ARG001
+    async with open_redis(services.redis_url) as redis:
+        yield redis
+
+
+class Plugins:
+    """Installs plugins for one team and runs a runtime over them."""
+
+    def __init__(self, pg, redis, team_id: int) -> None:
+        self.store = PluginStore(pg=pg)
+        self.pg = pg
+        self.redis = redis
+        self.team_id = team_id
+        self.logs = PluginLogs()
+
+    async def install(self, source: str, *, order: int = 0, config: dict | None = None, schema=None, name="p") -> int:
+        _, config_id = await self.store.install(
+            team_id=self.team_id, name=name, description="", url="", config_schema=schema or [], capabilities={},
+            sources={"main.py": source, "plugin.json": json.dumps({"name": name})}, config=config or {}, order=order,
+        )  # fmt: skip
+        return config_id
+
+    def runtime(self, **overrides) -> PluginRuntime:
+        options = {"task_timeout": 2.0, "threads": 2, "channel": f"reload-{self.team_id}"} | overrides
+        return PluginRuntime(store=self.store, redis=self.redis, logs=self.logs, **options)
+
+    async def process(self, runtime: PluginRuntime, events: list[dict]) -> list[dict | None]:
+        async with runtime.pinned() as generation:
+            return await runtime.process_events(generation.chains.get(self.team_id, []), events)
+
+    def messages(self, config_id: int | None = None) -> list[tuple[str, str, str]]:
+        rows = [json.loads(r.line) for r in self.logs.drain()]
+        return [(r["source"], r["type"], r["message"]) for r in rows if config_id in (None, r["plugin_config_id"])]
+
+
+@pytest.fixture
+async def plugins(pg, redis, team):
+    world = Plugins(pg, redis, team["id"])
+    yield world
+    await pg.execute("UPDATE posthog_pluginconfig SET enabled = false WHERE team_id = $1", team["id"])
+
+
+def event(n: int, **properties) -> dict:
+    return {
+        "uuid": f"00000000-0000-4000-8000-{n:012d}", "event": "$pageview", "distinct_id": f"d{n}",
+        "properties": properties, "timestamp": None, "team_id": None, "ip": None, "site_url": "", "now": "",
+        "sent_at": None,
+    }  # fmt: skip
+
+
+def events(plugins: Plugins, count: int) -> list[dict]:
+    return [event(n) | {"team_id": plugins.team_id, "properties": {"n": n}} for n in range(count)]
+
+
+ADD = """
+def process_event(event, meta):
+    event["properties"]["seen_by"] = event["properties"].get("seen_by", []) + [meta.config["name"]]
+    return event
+"""
+DROP_ODD = """
+def process_event(event, meta):
+    return None if event["properties"]["n"] % 2 else event
+"""
+RAISE_TENTH = """
+def process_event(event, meta):
+    if event["properties"]["n"] % 10 == 0:
+        raise ValueError("no tens: " + str(event["properties"]["n"]))
+    event["properties"]["after_raise"] = True
+    return event
+"""
+NAME_SCHEMA = [{"key": "name", "type": "string", "required": True}]
+
+
+async def test_a_chain_runs_in_order_drops_and_survives_errors(plugins):
+    first = await plugins.install(ADD, order=1, config={"name": "first"}, schema=NAME_SCHEMA)
+    await plugins.install(RAISE_TENTH, order=2)
+    await plugins.install(DROP_ODD, order=3)
+    await plugins.install(ADD, order=4, config={"name": "last"}, schema=NAME_SCHEMA)
+    runtime = plugins.runtime()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        out = await plugins.process(runtime, events(plugins, 20))
+        nursery.cancel_scope.cancel()
+    for n, result in enumerate(out):
+        if n % 2:
+            assert result is None
+            continue
+        properties = result["properties"]
+        assert properties["seen_by"] == ["first", "last"]
+        assert properties.get("after_raise", False) is (n % 10 != 0)  # the raising plugin's change is not kept
+    errors = [m for m in plugins.messages() if m[1] == "ERROR"]
+    assert len(errors) == 2 and all("ValueError: no tens" in m[2] or "no tens" in m[2] for m in errors)
+    raising = await plugins.pg.fetchval(
+        "SELECT error FROM posthog_pluginconfig WHERE team_id = $1 AND \"order\" = 2", plugins.team_id
+    )
+    assert "no tens: 10" in raising["message"] and raising["event"]["uuid"].endswith("000000000010")
+    assert await plugins.store.error_of(first) is None
+
+
+async def test_changes_to_team_id_or_uuid_are_refused_and_the_event_keeps_its_value(plugins):
+    config_id = await plugins.install(
+        "def process_event(event, meta):\n    event['team_id'] = 999\n    event['event'] = 'changed'\n    return event\n"
+    )
+    runtime = plugins.runtime()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        (out,) = await plugins.process(runtime, events(plugins, 1))
+        nursery.cancel_scope.cancel()
+    assert out["event"] == "$pageview" and out["team_id"] == plugins.team_id
+    assert any("team_id" in m[2] for m in plugins.messages(config_id))
+
+
+async def test_invalid_configs_and_policy_violations_are_reported_not_loaded(plugins):
+    bad_config = await plugins.install(ADD, config={}, schema=NAME_SCHEMA)
+    bad_code = await plugins.install("import os\ndef process_event(event, meta):\n    return event\n")
+    runtime = plugins.runtime()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        (out,) = await plugins.process(runtime, events(plugins, 1))
+        nursery.cancel_scope.cancel()
+    assert out == events(plugins, 1)[0]  # neither ran
+    assert "'name' is required" in (await plugins.store.error_of(bad_config))["message"]
+    assert "main.py:1: import of 'os' is not allowed" in (await plugins.store.error_of(bad_code))["message"]
+    assert any("could not load" in m[2] for m in plugins.messages(bad_code))
+
+
+STORAGE = """
+def process_event(event, meta):
+    seen = meta.storage.get("seen", 0)
+    meta.storage.set("seen", seen + 1)
+    event["properties"]["seen"] = seen
+    event["properties"]["other"] = meta.storage.get("mine", "nothing")
+    meta.cache.set("last", event["properties"]["n"], 60)
+    event["properties"]["hits"] = meta.cache.incr("hits")
+    meta.cache.lpush("ns", [event["properties"]["n"]])
+    event["properties"]["ns"] = meta.cache.lrange("ns", 0, -1)
+    event["properties"]["cursor"] = meta.utils.cursor.increment("c", 5)
+    meta.metrics.increment("events")
+    meta.logger.info("saw", event["properties"]["n"])
+    print("printed", event["properties"]["n"])
+    return event
+"""
+
+
+async def test_meta_storage_cache_cursor_logs_are_namespaced_per_config(plugins):
+    a = await plugins.install(STORAGE, order=1)
+    b = await plugins.install(STORAGE, order=2)
+    await plugins.store.storage_set(b, "mine", json.dumps("b's"))
+    runtime = plugins.runtime()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        out = await plugins.process(runtime, events(plugins, 3))
+        nursery.cancel_scope.cancel()
+    # b runs after a and overwrites a's values: b's view is what the event carries
+    assert [e["properties"]["seen"] for e in out] == [0, 1, 2]
+    assert [e["properties"]["other"] for e in out] == ["b's"] * 3
+    assert [e["properties"]["hits"] for e in out] == [1, 2, 3]
+    assert out[-1]["properties"]["ns"] == ["2", "1", "0"] and out[-1]["properties"]["cursor"] == 15
+    assert json.loads(await plugins.store.storage_get(a, "seen")) == 3
+    assert await plugins.store.storage_get(a, "mine") is None
+    assert await plugins.redis.get(f"@plugin-config/{a}/last") == b"2"
+    messages = plugins.messages(a)
+    assert ("PLUGIN", "INFO", "saw 0") in messages and ("CONSOLE", "LOG", "printed 0") in messages
+
+
+def serve_once(status: int = 200, body: bytes = b'{"ok": true}'):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+FETCH = """
+def process_event(event, meta):
+    try:
+        response = meta.fetch(event["properties"]["url"])
+        event["properties"]["fetched"] = response["status"]
+        event["properties"]["body"] = response["text"]
+    except Exception as error:
+        event["properties"]["fetch_error"] = str(error)
+    return event
+"""
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+async def test_fetch_cannot_reach_private_addresses_unless_allowed(plugins, allow_private):
+    server = serve_once()
+    try:
+        await plugins.install(FETCH)
+        runtime = plugins.runtime(allow_private_fetch=allow_private)
+        urls = [f"http://127.0.0.1:{server.server_port}/x", f"http://localhost:{server.server_port}/", "file:///etc/passwd"]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            out = await plugins.process(runtime, [event(i) | {"team_id": plugins.team_id, "properties": {"url": u}} for i, u in enumerate(urls)])
+            nursery.cancel_scope.cancel()
+    finally:
+        server.shutdown()
+        server.server_close()
+    first, second, third = (e["properties"] for e in out)
+    if allow_private:
+        assert first["fetched"] == 200 and json.loads(first["body"]) == {"ok": True} and second["fetched"] == 200
+    else:
+        assert "not a public address" in first["fetch_error"] and "not a public address" in second["fetch_error"]
+    assert "only http(s) URLs" in third["fetch_error"]
+
+
+async def test_a_plugin_that_times_out_repeatedly_is_disabled(plugins):
+    config_id = await plugins.install("def process_event(event, meta):\n    while True:\n        pass\n")
+    runtime = plugins.runtime(task_timeout=0.2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        out = await plugins.process(runtime, events(plugins, 5))
+        nursery.cancel_scope.cancel()
+    assert out == events(plugins, 5)  # every event went on unchanged
+    assert not await plugins.pg.fetchval("SELECT enabled FROM posthog_pluginconfig WHERE id = $1", config_id)
+    assert "consecutive timeouts" in (await plugins.store.error_of(config_id))["message"]
+    timeouts = [m for m in plugins.messages(config_id) if m[2].startswith("process_event failed") and "timed out" in m[2]]
+    assert len(timeouts) == 3  # disabled after the third: the last two events did not wait
+
+
+async def test_a_call_stuck_outside_python_is_abandoned_and_its_config_disabled(plugins, monkeypatch):
+    monkeypatch.setattr(runtime_module, "STUCK_GRACE_SECONDS", 0.3)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts connections, never answers
+    try:
+        config_id = await plugins.install(
+            "def process_event(event, meta):\n    meta.fetch(event['properties']['url'], timeout=30)\n    return event\n"
+        )
+        runtime = plugins.runtime(task_timeout=0.2, allow_private_fetch=True)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            with trio.fail_after(10):
+                out = await plugins.process(runtime, [event(1) | {"team_id": plugins.team_id, "properties": {"url": url}}])
+            nursery.cancel_scope.cancel()
+    finally:
+        silent.close()
+    assert out[0]["properties"] == {"url": url}
+    assert runtime.abandoned_threads == 1
+    assert "did not return" in (await plugins.store.error_of(config_id))["message"]
+
+
+class FailingStore:
+    """A PluginStore whose storage reads fail as a Postgres outage would."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    async def storage_get(self, config_id, key):
+        raise ServiceUnavailable("postgres", "connection lost")
+
+
+async def test_a_service_outage_inside_meta_fails_the_batch_as_retryable(plugins):
+    await plugins.install(
+        "def process_event(event, meta):\n    try:\n        meta.storage.get('x')\n    except Exception:\n        pass\n    return event\n"
+    )
+    runtime = plugins.runtime()
+    runtime._store = FailingStore(plugins.store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        for chain in runtime._generation.chains.values():
+            for config in chain:
+                config.meta.storage._store = runtime._store
+        with pytest.raises(ServiceUnavailable):
+            await plugins.process(runtime, events(plugins, 1))
+        nursery.cancel_scope.cancel()
+
+
+SETUP_TEARDOWN = """
+def setup_plugin(meta):
+    meta.global_["version"] = "VERSION"
+    meta.storage.set("setups", meta.storage.get("setups", 0) + 1)
+
+def teardown_plugin(meta):
+    meta.storage.set("torn_down", meta.global_["version"])
+
+def process_event(event, meta):
+    event["properties"]["version"] = meta.global_["version"]
+    return event
+"""
+
+
+async def test_reload_on_the_channel_swaps_versions_and_tears_down_the_old(plugins):
+    config_id = await plugins.install(SETUP_TEARDOWN.replace("VERSION", "v1"))
+    plugin_id = await plugins.pg.fetchval("SELECT plugin_id FROM posthog_pluginconfig WHERE id = $1", config_id)
+    runtime = plugins.runtime()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        (out,) = await plugins.process(runtime, events(plugins, 1))
+        assert out["properties"]["version"] == "v1"
+        await plugins.store.update_sources(plugin_id, {"main.py": SETUP_TEARDOWN.replace("VERSION", "v2")})
+        await plugins.redis.publish(f"reload-{plugins.team_id}", b"reload")
+        with trio.fail_after(10):
+            while True:
+                (out,) = await plugins.process(runtime, events(plugins, 1))
+                if out["properties"]["version"] == "v2":
+                    break
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert json.loads(await plugins.store.storage_get(config_id, "torn_down")) == "v2"  # shutdown tore down v2
+    assert json.loads(await plugins.store.storage_get(config_id, "setups")) == 2
+
+
+async def test_a_batch_in_flight_keeps_its_generation_through_a_reload(plugins):
+    config_id = await plugins.install(SETUP_TEARDOWN.replace("VERSION", "old"))
+    plugin_id = await plugins.pg.fetchval("SELECT plugin_id FROM posthog_pluginconfig WHERE id = $1", config_id)
+    runtime = plugins.runtime()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        async with runtime.pinned() as generation:
+            await plugins.store.update_sources(plugin_id, {"main.py": SETUP_TEARDOWN.replace("VERSION", "new")})
+            nursery.start_soon(runtime.reload)
+            await trio.sleep(0.5)  # the reload is waiting for this batch
+            assert await plugins.store.storage_get(config_id, "torn_down") is None
+            out = await runtime.process_events(generation.chains[plugins.team_id], events(plugins, 1))
+            assert out[0]["properties"]["version"] == "old"
+        with trio.fail_after(10):
+            while json.loads(await plugins.store.storage_get(config_id, "torn_down") or "null") != "old":
+                await trio.sleep(0.05)
+        (out,) = await plugins.process(runtime, events(plugins, 1))
+        assert out["properties"]["version"] == "new"
+        nursery.cancel_scope.cancel()
+
+
+async def test_setup_failures_are_retried_with_backoff(plugins, monkeypatch):
+    monkeypatch.setattr(runtime_module, "SETUP_FIRST_DELAY", 0.05)
+    config_id = await plugins.install(
+        "def setup_plugin(meta):\n    if meta.utils.cursor.increment('tries') < 3:\n        raise RuntimeError('not yet')\n"
+        "def process_event(event, meta):\n    event['properties']['ready'] = True\n    return event\n"
+    )
+    runtime = plugins.runtime()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        (out,) = await plugins.process(runtime, events(plugins, 1))
+        assert "ready" not in out["properties"]  # not set up yet: skipped
+        with trio.fail_after(15):
+            while "ready" not in (await plugins.process(runtime, events(plugins, 1)))[0]["properties"]:
+                await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    messages = [m[2] for m in plugins.messages(config_id)]
+    assert sum("setup_plugin failed" in m for m in messages) == 2
+    assert await plugins.store.error_of(config_id) is None  # cleared by the successful setup
