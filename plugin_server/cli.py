@@ -83,6 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
     listing.add_argument("--limit", metavar="N", type=_positive_int, help="at most N dead letters, in topic order")
     replay.add_argument("--dry-run", action="store_true", help="count what would be replayed; change nothing")
+
+    plugins = commands.add_parser("plugins", help="install and update plugins, read their logs (no HTTP API needed)")
+    plugin_commands = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
+    install = plugin_commands.add_parser(
+        "install", help="validate a plugin folder or archive, install it with a config for a team; prints JSON"
+    )
+    install.add_argument("path", type=Path, help="folder with plugin.json and .py files, or a .zip/.tar.gz of one")
+    install.add_argument("--team", type=_positive_int, required=True, help="team id")
+    install.add_argument("--config", action="append", metavar="KEY=VALUE", help="a config value (repeatable)")
+    install.add_argument("--attachment", action="append", metavar="KEY=PATH", help="an attachment file (repeatable)")
+    install.add_argument("--order", type=int, default=0, help="position in the team's chain (default 0)")
+    update = plugin_commands.add_parser("update", help="replace an installed plugin's sources and reload; prints JSON")
+    update.add_argument("path", type=Path)
+    update.add_argument("--plugin", type=_positive_int, required=True, help="plugin id")
+    plugin_commands.add_parser("reload", help="ask every running server to reload plugins (publishes reload-plugins)")
+    plugin_logs = plugin_commands.add_parser("logs", help="print a plugin config's log entries as JSON lines")
+    plugin_logs.add_argument("--config", type=_positive_int, required=True, help="plugin config id")
+    plugin_logs.add_argument("--since", metavar="T", type=_since, help="ISO-8601, or an age like 30m, 2h, 7d")
+    plugin_logs.add_argument("--limit", metavar="N", type=_positive_int, default=1000, help="at most N (default 1000)")
     return parser
 
 
@@ -179,7 +198,31 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "dlq":
         print(json.dumps(_run_async(dlq.replay, settings, reason=args.reason, since=args.since, dry_run=args.dry_run)))
         return 0
+    if args.command == "plugins":
+        return _plugins(args, settings)
     return _run_server(settings)
+
+
+def _plugins(args: argparse.Namespace, settings: Settings) -> int:
+    from plugin_server import plugin_admin
+
+    if args.plugins_command == "install":
+        result = _run_async(
+            plugin_admin.install, settings, args.path, team_id=args.team, order=args.order,
+            config=plugin_admin.parse_assignments(args.config, "--config"),
+            attachments=plugin_admin.parse_assignments(args.attachment, "--attachment"),
+        )  # fmt: skip
+    elif args.plugins_command == "update":
+        result = _run_async(plugin_admin.update, settings, args.path, plugin_id=args.plugin)
+    elif args.plugins_command == "reload":
+        result = {"listeners": _run_async(plugin_admin.reload, settings)}
+    else:
+        rows = _run_async(plugin_admin.logs, settings, config_id=args.config, since=args.since, limit=args.limit)
+        sys.stdout.writelines(json.dumps(row) + "\n" for row in rows)
+        sys.stdout.flush()
+        return 0
+    print(json.dumps(result))
+    return 0
 
 
 def _run_server(settings: Settings) -> int:
