@@ -23,10 +23,9 @@ from plugin_server.errors import PluginServerError, leaves
 from plugin_server.server import RUNNABLE_MODES
 
 NOT_YET = {
-    "async": "the async (on_event / export_events) consumer arrives with the plugin VM",
-    "jobs": "the job queue runner arrives with the plugin VM and jobs",
-    "scheduler": "scheduled plugin tasks arrive with the plugin VM and jobs",
-    "api": "the plugin upload API arrives with the plugin VM",
+    "jobs": "the job queue runner arrives with the jobs issue",
+    "scheduler": "scheduled plugin tasks arrive with the jobs issue",
+    "api": "the plugin upload API arrives with the API issue",
 }
 
 

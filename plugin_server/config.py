@@ -152,6 +152,9 @@ class Settings:
     )
     kafka_consumer_group: str = setting("ingestion", _text, "Consumer group of the ingestion workers.")
     kafka_writer_group: str = setting("clickhouse-writer", _text, "Consumer group of the ClickHouse writer.")
+    kafka_async_group: str = setting(
+        "clickhouse-plugin-server-async", _text, "Consumer group of the on_event / export_events handlers."
+    )
     clickhouse_url: str = setting(
         "http://default:@127.0.0.1:8123/default",
         _url(("http", "https", "chdb")),

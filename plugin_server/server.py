@@ -53,6 +53,7 @@ from plugin_server.storage.redis import open_redis
 from plugin_server.storage.teams import TeamStore
 from vm.plugin_logs import LogShipper, PluginLogs
 from vm.runtime import PluginRuntime
+from workers.async_handler import AsyncHandler
 from workers.consumer import BatchConsumer
 from workers.ingestion import IngestionHandler
 from workers.pool import WorkerPool
@@ -64,7 +65,7 @@ log = logs.get(__name__)
 PARENT_POLL_SECONDS = 1.0
 
 # Modes whose capability exists today; the others are named so the CLI can say "not yet".
-RUNNABLE_MODES = ("all", "ingestion", "writer")
+RUNNABLE_MODES = ("all", "ingestion", "writer", "async")
 
 
 def row_topics(settings: Settings) -> dict[str, str]:
@@ -88,6 +89,7 @@ class Plan:
     sink: str  # the sink ingestion uses, here or in the workers
     writer: bool
     opens_clickhouse: bool
+    async_handlers: bool = False  # on_event / export_events on written events, in this process
 
 
 def plan(settings: Settings) -> Plan:
@@ -99,12 +101,16 @@ def plan(settings: Settings) -> Plan:
     sink = "kafka" if workers and embedded else settings.ingestion_sink
     writer = mode == "writer" or (mode == "all" and sink == "kafka")
     in_process = ingests and not workers
+    async_handlers = mode in ("all", "async")
+    # A separate async process writes its plugins' logs itself when it may open ClickHouse.
+    async_inserts = mode == "async" and sink == "direct" and not embedded
     return Plan(
         ingestion=in_process,
         workers=workers,
         sink=sink,
         writer=writer,
-        opens_clickhouse=writer or (in_process and sink == "direct"),
+        opens_clickhouse=writer or (in_process and sink == "direct") or async_inserts,
+        async_handlers=async_handlers,
     )
 
 
@@ -149,11 +155,13 @@ class Server:
                 pool = WorkerPool(count=p.workers, environ=child_env, stop_timeout=self._stop_timeout() + 10)
                 stages.append([pool])
                 self.state.consumers.extend(pool.statuses)
-            if p.ingestion:
+            if p.ingestion or p.async_handlers:
                 pg = await stack.enter_async_context(open_postgres(s.database_url))
                 redis = await stack.enter_async_context(open_redis(s.redis_url))
                 if pending := await pending_postgres(pg):
                     raise SchemaOutdated("Postgres", pending)
+                runtime = self._plugin_runtime(pg, redis, clickhouse, producer, services)
+            if p.ingestion:
                 store = TeamStore(pg=pg)
                 teams = TeamCache(
                     fetch_by_tokens=store.by_tokens, fetch_by_ids=store.by_ids, ttl_seconds=s.team_cache_ttl_seconds
@@ -163,20 +171,6 @@ class Server:
                     if p.sink == "direct"
                     else KafkaSink(producer=producer, topics=row_topics(s))
                 )
-                plugin_logs = PluginLogs()
-                runtime = PluginRuntime(
-                    store=PluginStore(pg=pg), redis=redis, logs=plugin_logs, task_timeout=s.task_timeout,
-                    threads=s.plugin_threads, allow_private_fetch=s.plugin_fetch_allow_private,
-                    jobs=JobQueue(pg=pg), channel=s.plugins_reload_pubsub_channel,
-                )  # fmt: skip
-                log_sink = (
-                    DirectSink(clickhouse=clickhouse)
-                    if p.sink == "direct"
-                    else KafkaSink(producer=producer, topics=row_topics(s))
-                )
-                services.append(LogShipper(buffer=plugin_logs, sink=log_sink))
-                services.append(runtime)
-                self.state.checks["plugins"] = lambda: runtime.healthy
                 handler = IngestionHandler(
                     pipeline=IngestionPipeline(
                         teams=teams,
@@ -188,6 +182,8 @@ class Server:
                     sink=sink,
                     producer=producer,
                     dead_letter_topic=s.kafka_dead_letter_topic,
+                    # the direct sink writes no events topic: events for on_event/export_events go there too
+                    async_events=(s.clickhouse_json_events_kafka_topic, runtime) if p.sink == "direct" else None,
                 )
                 stages.append([self._consumer("ingestion", [s.kafka_consumption_topic], s.kafka_consumer_group, handler)])
             if p.writer:
@@ -197,6 +193,10 @@ class Server:
                     dead_letter_topic=s.kafka_dead_letter_topic,
                 )  # fmt: skip
                 stages.append([self._consumer("writer", list(tables), s.kafka_writer_group, handler)])
+            if p.async_handlers:
+                handler = AsyncHandler(runtime=runtime, jobs=JobQueue(pg=pg))
+                topics = [s.clickhouse_json_events_kafka_topic]
+                stages.append([self._consumer("async", topics, s.kafka_async_group, handler)])
             self.state.consumers.extend(c.status for stage in stages for c in stage if isinstance(c, BatchConsumer))
 
             app = App(state=self.state, clickhouse=clickhouse, admin_token=s.plugin_server_admin_token)
@@ -220,6 +220,25 @@ class Server:
                     await self._stop_stages(stages)
                     consumers.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
+
+    def _plugin_runtime(self, pg, redis, clickhouse, producer, services: list) -> PluginRuntime:  # noqa: ANN001
+        """The plugin runtime and its log shipper (started with the services, before consumers)."""
+        s = self._settings
+        plugin_logs = PluginLogs()
+        runtime = PluginRuntime(
+            store=PluginStore(pg=pg), redis=redis, logs=plugin_logs, task_timeout=s.task_timeout,
+            threads=s.plugin_threads, allow_private_fetch=s.plugin_fetch_allow_private,
+            jobs=JobQueue(pg=pg), channel=s.plugins_reload_pubsub_channel,
+        )  # fmt: skip
+        log_sink = (
+            DirectSink(clickhouse=clickhouse)
+            if clickhouse is not None
+            else KafkaSink(producer=producer, topics=row_topics(s))
+        )
+        services.append(LogShipper(buffer=plugin_logs, sink=log_sink))
+        services.append(runtime)
+        self.state.checks["plugins"] = lambda: runtime.healthy
+        return runtime
 
     async def _watch_parent(self, parent_pid: int) -> None:
         """A worker whose pool process died (even by SIGKILL) stops gracefully instead of living

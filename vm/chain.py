@@ -108,24 +108,24 @@ def _one(config: LoadedConfig, event: dict[str, Any], progress: Progress, report
         returned = config.instance.call(
             function, jsonx.loads(jsonx.dumps(event)), config.meta, timeout=config.timeout, log=config.print_log
         )
-        _raise_host_failure()
+        raise_host_failure()
         config.consecutive_timeouts = 0
         return None if returned is None else accept(event, returned)
     except PluginTimeout as exc:
-        _raise_host_failure()
+        raise_host_failure()
         config.consecutive_timeouts += 1
         _failed(config, report, exc, event)
         if config.consecutive_timeouts >= MAX_CONSECUTIVE_TIMEOUTS:
             report.disable[config.row.config_id] = f"{config.consecutive_timeouts} consecutive timeouts: {exc}"
             config.disabled = True  # at once, for the rest of this chunk too
     except (SandboxError, PluginOutputError) as exc:
-        _raise_host_failure()
+        raise_host_failure()
         config.consecutive_timeouts = 0
         _failed(config, report, exc, event)
     return event
 
 
-def _raise_host_failure() -> None:
+def raise_host_failure() -> None:
     failure: PluginServerError | None = take_host_failure()
     if failure is not None:
         raise failure

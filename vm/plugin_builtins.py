@@ -53,6 +53,11 @@ from vm.sizes import (
 _MISSING = object()
 
 
+class RetryError(Exception):
+    """PostHog's RetryError: a plugin raises it from `export_events` (or a job) to ask for a
+    retry later, with backoff (vm/async_side.py); any other exception means "do not retry"."""
+
+
 def _materialize(kind: type, what: str) -> Callable[..., Any]:
     def construct(iterable: Any = _MISSING, /) -> Any:
         return kind() if iterable is _MISSING else kind(bounded_list(iterable, what))
@@ -246,6 +251,7 @@ def plugin_builtins(
             "None": None,
             "NotImplemented": NotImplemented,
             "Ellipsis": Ellipsis,
+            "RetryError": RetryError,
             "list": GuardedType(list, _materialize(list, "list()")),
             "tuple": GuardedType(tuple, _materialize(tuple, "tuple()")),
             "set": GuardedType(set, _materialize(set, "set()")),

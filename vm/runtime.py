@@ -36,6 +36,14 @@ from plugin_server.errors import PluginServerError
 from plugin_server.storage.plugins import ConfigRow, PluginStore
 from plugin_server.storage.redis import Redis
 from vm import config_schema
+from vm.async_side import (
+    EXPORT_RETRY_JOB,
+    AsyncReport,
+    export_batches,
+    export_retry_delay,
+    run_export,
+    run_on_event,
+)
 from vm.chain import ChainReport, Progress, error_record, run_chain
 from vm.errors import SandboxError
 from vm.meta import Cache, Cursor, Fetch, Jobs, Logger, Meta, Metrics, Storage, Utils
@@ -58,6 +66,7 @@ RESUBSCRIBE_SECONDS = 2.0
 
 PLUGIN_ERRORS = Counter("plugin_errors_total", "Plugin calls that failed.", ["plugin_config_id", "method"])
 PLUGIN_DISABLED = Counter("plugin_configs_disabled_total", "Plugin configs this server disabled.", ["reason"])
+EXPORT_UNDELIVERED = Counter("plugin_export_undelivered_total", "Events export_events gave up on.", ["plugin_config_id"])
 ABANDONED_THREADS = Gauge("plugin_abandoned_threads", "Plugin threads stuck in C code and abandoned.")
 
 
@@ -370,6 +379,63 @@ class PluginRuntime:
         await self._persist(chain, report)
         return results
 
+    def any_async(self) -> bool:
+        """Whether any loaded config has `on_event` or `export_events`."""
+        return any(_async_capable(c) for c in self._loaded.values())
+
+    def wants_async(self, team_id: int) -> bool:
+        """Whether any config of the team has `on_event` or `export_events`."""
+        return any(_async_capable(c) for c in self._generation.chains.get(team_id, ()))
+
+    async def run_async(self, events: list[dict[str, Any]], jobs: JobQueue | None) -> AsyncReport:
+        """Processed events (of any teams) through every ready config's on_event and
+        export_events, configs in parallel; a RetryError'd export is enqueued for a retry."""
+        report = AsyncReport()
+        by_team: dict[int, list[dict[str, Any]]] = {}
+        for event in events:
+            by_team.setdefault(event["team_id"], []).append(event)
+        async with self.pinned() as generation, trio.open_nursery() as nursery:
+            for team_id, team_events in by_team.items():
+                for config in generation.chains.get(team_id, ()):
+                    if config.ready and not config.disabled and _async_capable(config):
+                        nursery.start_soon(self._run_async_config, config, team_events, report)
+        for config, batch in report.retries:
+            await self._enqueue_export_retry(config, batch, jobs, retries_so_far=0)
+        for config_id, error in report.errors.items():
+            PLUGIN_ERRORS.labels(str(config_id), "async").inc()
+            with contextlib.suppress(PluginServerError):
+                await self._store.set_error(config_id, error)
+        return report
+
+    async def _run_async_config(self, config: LoadedConfig, events: list[dict[str, Any]], report: AsyncReport) -> None:
+        exports = config.instance.exports
+        try:
+            if "on_event" in exports:
+                progress = Progress()
+                await self._watched(lambda: run_on_event(config, events, progress, report), progress)
+            if "export_events" in exports:
+                for batch in export_batches(config.meta.config, events):
+                    progress = Progress()
+                    await self._watched(lambda b=batch, p=progress: run_export(config, b, p, report), progress)
+        except StuckCall:
+            self.abandoned_threads += 1
+            ABANDONED_THREADS.set(self.abandoned_threads)
+            await self._disable(config, "an on_event/export_events call did not return (stuck outside Python)")
+
+    async def _enqueue_export_retry(
+        self, config: LoadedConfig, batch: list[dict[str, Any]], jobs: JobQueue | None, *, retries_so_far: int
+    ) -> None:
+        delay = export_retry_delay(retries_so_far)
+        if delay is None or jobs is None:
+            EXPORT_UNDELIVERED.labels(str(config.row.config_id)).inc(len(batch))
+            config.log("SYSTEM", "ERROR", f"{len(batch)} events not exported: no retries left")
+            return
+        await jobs.enqueue_plugin_job(
+            team_id=config.row.team_id, plugin_config_id=config.row.config_id, name=EXPORT_RETRY_JOB,
+            payload={"events": batch, "retries_so_far": retries_so_far + 1},
+            run_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay),
+        )  # fmt: skip
+
     async def _persist(self, chain: list[LoadedConfig], report: ChainReport) -> None:
         by_id = {c.row.config_id: c for c in chain}
         for config_id, count in report.error_counts.items():
@@ -379,6 +445,11 @@ class PluginRuntime:
                 await self._store.set_error(config_id, error)
         for config_id, reason in report.disable.items():
             await self._disable(by_id[config_id], reason)
+
+
+def _async_capable(config: LoadedConfig) -> bool:
+    exports = config.instance.exports
+    return "on_event" in exports or "export_events" in exports
 
 
 class StuckCall(PluginServerError):

@@ -14,9 +14,12 @@ from plugin_server.ingestion.dead_letter import (
     REJECTED_BY_CLICKHOUSE,
     rejected_row_message,
 )
+from plugin_server.ingestion import jsonx
 from plugin_server.ingestion.pipeline import IngestionPipeline
+from plugin_server.ingestion.row import EVENTS_TABLE
 from plugin_server.sinks import Sink
 from plugin_server.storage.kafka import KafkaProducer, Message, Record
+from vm.runtime import PluginRuntime
 
 log = logs.get(__name__)
 
@@ -24,11 +27,22 @@ log = logs.get(__name__)
 class IngestionHandler:
     """`handle(batch)` for the ingestion topic's BatchConsumer."""
 
-    def __init__(self, *, pipeline: IngestionPipeline, sink: Sink, producer: KafkaProducer, dead_letter_topic: str) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline: IngestionPipeline,
+        sink: Sink,
+        producer: KafkaProducer,
+        dead_letter_topic: str,
+        async_events: tuple[str, PluginRuntime] | None = None,
+    ) -> None:
         self._pipeline = pipeline
         self._sink = sink
         self._producer = producer
         self._dlq_topic = dead_letter_topic
+        # (events topic, runtime): with the direct sink, the durable event rows of teams with
+        # on_event / export_events plugins are produced there for the async handlers.
+        self._async_events = async_events
 
     async def __call__(self, batch: list[Message]) -> None:
         self._sink.reset()  # a retried batch starts again from its messages
@@ -41,6 +55,8 @@ class IngestionHandler:
             rejected_row_message(line=r.row.line, error=r.error, location="clickhouse_insert", at=now) for r in rejected
         ]
         await self._producer.send_batch(Record(self._dlq_topic, value) for value in dead)
+        if self._async_events is not None:
+            await self._producer.send_batch(self._async_records(out.rows))
         for confirm in out.on_durable:
             confirm()
         # Counted only now that the batch is durable, so a retried batch is not counted twice.
@@ -50,4 +66,14 @@ class IngestionHandler:
         for r in rejected:
             metrics.EVENTS_DEAD_LETTERED.labels(REJECTED_BY_CLICKHOUSE).inc()
             log.error("clickhouse refused a row", table=r.row.table, error=r.error)
+
+    def _async_records(self, rows: list) -> list[Record]:  # list of (Source, Row)
+        topic, runtime = self._async_events
+        if not runtime.any_async():
+            return []
+        records = []
+        for _, row in rows:
+            if row.table == EVENTS_TABLE and runtime.wants_async(jsonx.loads(row.line)["team_id"]):
+                records.append(Record(topic, row.line, row.key))
+        return records
 

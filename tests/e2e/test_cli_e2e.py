@@ -59,7 +59,7 @@ def test_bad_arguments_exit_2(server_env):
 
 
 def test_modes_without_capabilities_say_so_and_fail(server_env):
-    for mode in ("async", "jobs", "scheduler", "api"):
+    for mode in ("jobs", "scheduler", "api"):
         result = cli("--mode", mode, env=server_env)
         assert result.returncode == 1 and "nothing to run yet" in result.stderr
 

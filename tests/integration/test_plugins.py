@@ -381,3 +381,61 @@ async def test_setup_failures_are_retried_with_backoff(plugins, monkeypatch):
     messages = [m[2] for m in plugins.messages(config_id)]
     assert sum("setup_plugin failed" in m for m in messages) == 2
     assert await plugins.store.error_of(config_id) is None  # cleared by the successful setup
+
+
+ON_EVENT = """
+def on_event(event, meta):
+    meta.utils.cursor.increment("seen")
+    if event["properties"].get("n") == 3:
+        raise ValueError("on_event dislikes 3")
+"""
+EXPORT = """
+def export_events(events, meta):
+    attempt = meta.utils.cursor.increment("attempts")
+    if meta.config.get("mode") == "retry":
+        raise RetryError("endpoint busy")
+    if meta.config.get("mode") == "fail":
+        raise ValueError("bad request")
+    meta.utils.cursor.increment("exported", len(events))
+"""
+
+
+def processed(plugins: Plugins, count: int) -> list[dict]:
+    return [
+        {"uuid": f"u{n}", "team_id": plugins.team_id, "event": "$pageview", "distinct_id": "d", "properties": {"n": n}}
+        for n in range(count)
+    ]
+
+
+async def test_on_event_and_export_events_see_written_events(plugins):
+    from jobs.queue import JobQueue
+
+    on_event = await plugins.install(ON_EVENT)
+    schema = [{"key": "mode"}, {"key": "exportEventsBufferBytes"}]
+    exporter = await plugins.install(EXPORT, config={"exportEventsBufferBytes": "200"}, schema=schema)
+    retrying = await plugins.install(EXPORT, config={"mode": "retry"}, schema=schema)
+    failing = await plugins.install(EXPORT, config={"mode": "fail"}, schema=schema)
+    runtime = plugins.runtime()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        assert runtime.any_async() and runtime.wants_async(plugins.team_id) and not runtime.wants_async(-1)
+        report = await runtime.run_async(processed(plugins, 6), JobQueue(pg=plugins.pg))
+        nursery.cancel_scope.cancel()
+
+    async def cursor(config_id: int, key: str) -> int:
+        return int(await plugins.store.storage_get(config_id, key) or 0)
+
+    assert await cursor(on_event, "seen") == 6
+    assert "on_event dislikes 3" in (await plugins.store.error_of(on_event))["message"]
+    assert await cursor(exporter, "exported") == 6 and await cursor(exporter, "attempts") > 1  # split by bytes
+    assert report.delivered == 6 and report.failed == 6
+    assert "bad request" in (await plugins.store.error_of(failing))["message"]
+    job = await plugins.pg.fetchrow(
+        "SELECT task_identifier, payload, run_at - now() AS delay FROM plugin_server_jobs "
+        "WHERE (payload->>'plugin_config_id')::int = $1",
+        retrying,
+    )
+    assert job["task_identifier"] == "plugin_job" and job["payload"]["type"] == "export_events_with_retry"
+    assert len(job["payload"]["payload"]["events"]) == 6 and job["payload"]["payload"]["retries_so_far"] == 1
+    assert 4 < job["delay"].total_seconds() <= 6
+    assert any("asked for a retry" in m[2] for m in plugins.messages(retrying))

@@ -9,23 +9,27 @@ SERVER = "http://default:@ch:8123/default"
 
 # (mode, sink, workers, clickhouse) -> Plan
 PLANS = {
-    ("all", "direct", 1, CHDB): Plan(ingestion=True, workers=0, sink="direct", writer=False, opens_clickhouse=True),
-    ("all", "kafka", 1, CHDB): Plan(ingestion=True, workers=0, sink="kafka", writer=True, opens_clickhouse=True),
+    ("all", "direct", 1, CHDB): Plan(ingestion=True, workers=0, sink="direct", writer=False, opens_clickhouse=True, async_handlers=True),
+    ("all", "kafka", 1, CHDB): Plan(ingestion=True, workers=0, sink="kafka", writer=True, opens_clickhouse=True, async_handlers=True),
     ("ingestion", "direct", 1, CHDB): Plan(ingestion=True, workers=0, sink="direct", writer=False, opens_clickhouse=True),
     ("ingestion", "kafka", 1, CHDB): Plan(ingestion=True, workers=0, sink="kafka", writer=False, opens_clickhouse=False),
     ("writer", "direct", 1, CHDB): Plan(ingestion=False, workers=0, sink="direct", writer=True, opens_clickhouse=True),
     ("writer", "kafka", 1, CHDB): Plan(ingestion=False, workers=0, sink="kafka", writer=True, opens_clickhouse=True),
     # Several workers on chDB: they cannot share the engine, so rows go through Kafka to a writer here.
-    ("all", "direct", 3, CHDB): Plan(ingestion=False, workers=3, sink="kafka", writer=True, opens_clickhouse=True),
-    ("all", "kafka", 3, CHDB): Plan(ingestion=False, workers=3, sink="kafka", writer=True, opens_clickhouse=True),
+    ("all", "direct", 3, CHDB): Plan(ingestion=False, workers=3, sink="kafka", writer=True, opens_clickhouse=True, async_handlers=True),
+    ("all", "kafka", 3, CHDB): Plan(ingestion=False, workers=3, sink="kafka", writer=True, opens_clickhouse=True, async_handlers=True),
     ("ingestion", "direct", 2, CHDB): Plan(ingestion=False, workers=2, sink="kafka", writer=False, opens_clickhouse=False),
     # Several workers on a ClickHouse server: each may insert directly.
-    ("all", "direct", 2, SERVER): Plan(ingestion=False, workers=2, sink="direct", writer=False, opens_clickhouse=False),
-    ("all", "kafka", 2, SERVER): Plan(ingestion=False, workers=2, sink="kafka", writer=True, opens_clickhouse=True),
+    ("all", "direct", 2, SERVER): Plan(ingestion=False, workers=2, sink="direct", writer=False, opens_clickhouse=False, async_handlers=True),
+    ("all", "kafka", 2, SERVER): Plan(ingestion=False, workers=2, sink="kafka", writer=True, opens_clickhouse=True, async_handlers=True),
     ("writer", "direct", 4, SERVER): Plan(ingestion=False, workers=0, sink="direct", writer=True, opens_clickhouse=True),
+    # on_event / export_events alone: a ClickHouse server for its plugins' logs, never chDB
+    ("async", "direct", 1, CHDB): Plan(False, 0, "direct", False, opens_clickhouse=False, async_handlers=True),
+    ("async", "kafka", 1, CHDB): Plan(False, 0, "kafka", False, opens_clickhouse=False, async_handlers=True),
+    ("async", "direct", 1, SERVER): Plan(False, 0, "direct", False, opens_clickhouse=True, async_handlers=True),
     **{
         (mode, sink, 1, CHDB): Plan(ingestion=False, workers=0, sink=sink, writer=False, opens_clickhouse=False)
-        for mode in ("async", "jobs", "scheduler", "api")
+        for mode in ("jobs", "scheduler", "api")
         for sink in SINKS
     },
 }
@@ -49,7 +53,7 @@ def test_runnable_modes_are_the_ones_that_run_something(mode):
     for sink in SINKS:
         for workers in (1, 3):
             p = plan(Settings(plugin_server_mode=mode, ingestion_sink=sink, worker_concurrency=workers))
-            assert (p.ingestion or p.writer or p.workers > 0) == (mode in RUNNABLE_MODES)
+            assert (p.ingestion or p.writer or p.workers > 0 or p.async_handlers) == (mode in RUNNABLE_MODES)
 
 
 def test_plan_ignores_unrelated_settings():

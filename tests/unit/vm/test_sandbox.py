@@ -431,6 +431,7 @@ def test_names_plugins_can_see() -> None:
         "NotImplementedError",
         "OverflowError",
         "RecursionError",
+        "RetryError",
         "RuntimeError",
         "StopIteration",
         "True",

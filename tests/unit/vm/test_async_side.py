@@ -1,0 +1,58 @@
+"""Pure parts of the async side: processed events, export batching, the export retry policy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vm.async_side import MAX_EXPORT_RETRIES, export_batches, export_retry_delay, processed_event
+
+
+@pytest.mark.parametrize(
+    ("retries", "delay"), [(0, 6.0), (1, 12.0), (2, 24.0), (5, 192.0), (14, 3.0 * 2**15), (15, None), (40, None)]
+)
+def test_export_retry_delay_follows_posthog(retries, delay):
+    assert export_retry_delay(retries) == delay
+    assert MAX_EXPORT_RETRIES == 15
+
+
+def test_processed_event_from_an_events_row():
+    row = {
+        "uuid": "u1", "event": "$pageview", "team_id": 2, "distinct_id": "d",
+        "properties": json.dumps({"$set": {"a": 1}, "$ip": "1.2.3.4", "x": "y"}),
+        "timestamp": "2024-06-01 12:00:00.123456", "elements_chain": "a:nth-child=1",
+        "person_id": "p1", "person_properties": json.dumps({"email": "e"}), "person_created_at": "2024-01-01 00:00:00.000",
+    }  # fmt: skip
+    event = processed_event(row)
+    assert event == {
+        "uuid": "u1", "team_id": 2, "distinct_id": "d", "event": "$pageview", "timestamp": "2024-06-01T12:00:00.123456Z",
+        "properties": {"$set": {"a": 1}, "$ip": "1.2.3.4", "x": "y"}, "elements_chain": "a:nth-child=1",
+        "person": {"uuid": "p1", "properties": {"email": "e"}, "created_at": "2024-01-01 00:00:00.000"},
+        "$set": {"a": 1}, "$set_once": None, "ip": "1.2.3.4",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("properties", ["not json", None, 5])
+def test_processed_event_survives_broken_columns(properties):
+    event = processed_event({"uuid": "u", "team_id": 1, "properties": properties})
+    assert event["properties"] == {} and event["timestamp"] == ""
+
+
+def events(*names: str) -> list[dict]:
+    return [{"event": name, "properties": {"pad": "x" * 90}} for name in names]
+
+
+@pytest.mark.parametrize(
+    ("config", "names", "sizes"),
+    [
+        ({}, ["a"] * 5, [5]),
+        ({"exportEventsToIgnore": " a , c"}, ["a", "b", "c", "b"], [2]),
+        ({"exportEventsToIgnore": "a,b"}, ["a", "b"], []),
+        ({"exportEventsBufferBytes": "260"}, ["a"] * 5, [2, 2, 1]),
+        ({"exportEventsBufferBytes": "0"}, ["a"] * 3, [1, 1, 1]),  # clamped to the minimum: one event each
+        ({"exportEventsBufferBytes": "lots"}, ["a"] * 3, [3]),  # unparsable: the default
+    ],
+)
+def test_export_batches_ignore_and_split_by_bytes(config, names, sizes):
+    assert [len(b) for b in export_batches(config, events(*names))] == sizes

@@ -1,0 +1,145 @@
+"""`on_event` and `export_events`: plugins that see events after they were written
+(REFERENCE.md 6.5, 6.6), in worker threads like vm/chain.py.
+
+- `processed_event(row)` turns a ClickHouse events row (as the sinks write it) into PostHog's
+  processed event: uuid, team_id, distinct_id, event, timestamp (ISO), properties, elements_chain,
+  person, `$set`, `$set_once`, ip. Plugins get a copy each; they cannot change what was written.
+- `export_batches(config, events)` applies the config's `exportEventsToIgnore` and splits by
+  `exportEventsBufferBytes` (PostHog's keys and bounds). The consumer's batch is the buffer, so
+  the age limit is the async consumer's batch wait: offsets are committed only after every
+  export of the batch ran, so a crash never loses an event to be exported.
+- `export_retry_delay(retries)` is the one retry policy (PostHog: 3 s * 2^(retries+1), at most
+  15 retries): a `RetryError` from `export_events` enqueues the batch as the job
+  `export_events_with_retry` at that delay; the job runner calls `export_events` again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from plugin_server.ingestion import jsonx
+from vm.chain import Progress, error_record, raise_host_failure
+from vm.errors import PluginRuntimeError, SandboxError
+
+if TYPE_CHECKING:
+    from vm.runtime import LoadedConfig
+
+EXPORT_RETRY_JOB = "export_events_with_retry"
+MAX_EXPORT_RETRIES = 15
+BUFFER_BYTES = (1_048_576, 1, 100 * 1_048_576)  # default, min, max (exportEventsBufferBytes)
+
+
+def export_retry_delay(retries_so_far: int) -> float | None:
+    """Seconds until the next export attempt after `retries_so_far` retries; None: give up."""
+    if retries_so_far >= MAX_EXPORT_RETRIES:
+        return None
+    return 3.0 * 2 ** (retries_so_far + 1)
+
+
+def processed_event(row: dict[str, Any]) -> dict[str, Any]:
+    """PostHog's onEvent event from an events row (JSON columns parsed)."""
+    properties = _json(row.get("properties"), {})
+    timestamp = str(row.get("timestamp", ""))
+    return {
+        "uuid": row.get("uuid"), "team_id": row.get("team_id"), "distinct_id": row.get("distinct_id"),
+        "event": row.get("event"), "timestamp": timestamp.replace(" ", "T") + ("Z" if timestamp else ""),
+        "properties": properties, "elements_chain": row.get("elements_chain", ""),
+        "person": {
+            "uuid": row.get("person_id"), "properties": _json(row.get("person_properties"), {}),
+            "created_at": row.get("person_created_at"),
+        },
+        "$set": properties.get("$set"), "$set_once": properties.get("$set_once"), "ip": properties.get("$ip"),
+    }  # fmt: skip
+
+
+def _json(text: Any, default: Any) -> Any:
+    if not isinstance(text, str):
+        return default
+    try:
+        return jsonx.loads(text)
+    except ValueError:
+        return default
+
+
+def export_batches(config: dict[str, Any], events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The config's events to export, in batches of at most exportEventsBufferBytes (pure)."""
+    ignore = {name.strip() for name in str(config.get("exportEventsToIgnore", "")).split(",") if name.strip()}
+    limit = _clamped(config.get("exportEventsBufferBytes"), *BUFFER_BYTES)
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for event in events:
+        if event.get("event") in ignore:
+            continue
+        event_size = len(jsonx.dumps(event))
+        if current and size + event_size > limit:
+            batches.append(current)
+            current, size = [], 0
+        current.append(event)
+        size += event_size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _clamped(raw: Any, default: int, minimum: int, maximum: int) -> int:
+    try:
+        value = int(str(raw).strip())
+    except (TypeError, ValueError):
+        return default
+    return min(max(value, minimum), maximum)
+
+
+@dataclass
+class AsyncReport:
+    errors: dict[int, dict[str, Any]] = field(default_factory=dict)  # config id -> last error
+    retries: list[tuple[LoadedConfig, list[dict[str, Any]]]] = field(default_factory=list)
+    delivered: int = 0
+    failed: int = 0
+
+
+def run_on_event(config: LoadedConfig, events: list[dict[str, Any]], progress: Progress, report: AsyncReport) -> None:
+    function = config.instance.exports["on_event"]
+    for event in events:
+        progress.config, progress.since = config, time.monotonic()
+        try:
+            config.instance.call(function, jsonx.loads(jsonx.dumps(event)), config.meta, timeout=config.timeout, log=config.print_log)
+            raise_host_failure()
+        except SandboxError as exc:
+            raise_host_failure()
+            _failed(config, report, "on_event", exc, event)
+    progress.config = None
+
+
+def run_export(config: LoadedConfig, batch: list[dict[str, Any]], progress: Progress, report: AsyncReport) -> None:
+    """One export_events call; a RetryError asks for a retry, anything else fails the batch."""
+    function = config.instance.exports["export_events"]
+    progress.config, progress.since = config, time.monotonic()
+    try:
+        config.instance.call(function, jsonx.loads(jsonx.dumps(batch)), config.meta, timeout=config.timeout, log=config.print_log)
+        raise_host_failure()
+        report.delivered += len(batch)
+    except PluginRuntimeError as exc:
+        raise_host_failure()
+        if exc.error_type == "RetryError":
+            report.retries.append((config, batch))
+            config.log("PLUGIN", "WARN", f"export_events asked for a retry of {len(batch)} events: {exc.message}")
+        else:
+            report.failed += len(batch)
+            _failed(config, report, "export_events", exc, None)
+    except SandboxError as exc:
+        raise_host_failure()
+        report.failed += len(batch)
+        _failed(config, report, "export_events", exc, None)
+    finally:
+        progress.config = None
+
+
+def _failed(config: LoadedConfig, report: AsyncReport, method: str, exc: Exception, event: dict | None) -> None:
+    where = f" for event {event.get('uuid')}" if event else ""
+    config.log("PLUGIN", "ERROR", f"{method} failed{where}: {exc}")
+    report.errors[config.row.config_id] = error_record(exc, event)
+
+
