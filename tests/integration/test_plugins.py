@@ -439,3 +439,28 @@ async def test_on_event_and_export_events_see_written_events(plugins):
     assert len(job["payload"]["payload"]["events"]) == 6 and job["payload"]["payload"]["retries_so_far"] == 1
     assert 4 < job["delay"].total_seconds() <= 6
     assert any("asked for a retry" in m[2] for m in plugins.messages(retrying))
+
+
+async def test_attachments_reach_their_config_only(plugins):
+    from plugin_server.storage.plugins import Attachment
+
+    source = (
+        "def process_event(event, meta):\n"
+        "    cert = meta.attachments.get('cert')\n"
+        "    event['properties']['cert'] = None if cert is None else [cert['file_name'], cert['contents'].decode()]\n"
+        "    return event\n"
+    )
+    _, with_cert = await plugins.store.install(
+        team_id=plugins.team_id, name="a", description="", url="", config_schema=[{"key": "cert", "type": "attachment"}],
+        capabilities={}, sources={"main.py": source}, config={}, order=1,
+        attachments=[Attachment("cert", "text/plain", "cert.pem", b"SECRET")],
+    )  # fmt: skip
+    await plugins.install(source.replace("'cert'] = None", "'cert2'] = None").replace("properties']['cert'", "properties']['cert2'"), order=2)
+    runtime = plugins.runtime()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        (out,) = await plugins.process(runtime, events(plugins, 1))
+        nursery.cancel_scope.cancel()
+    assert out["properties"]["cert"] == ["cert.pem", "SECRET"]
+    assert out["properties"]["cert2"] is None  # the other config has no attachments
+    assert with_cert > 0
