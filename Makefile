@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= .data
 
-.PHONY: setup run test clean
+.PHONY: setup run test bench bench-full clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,15 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Every benchmark scenario, smaller (~10 minutes on 2 cores); results in benchmarks/results/.
+bench: setup
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[test,bench]'
+	$(PY) -m benchmarks run --quick
+
+bench-full: setup
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[test,bench]'
+	$(PY) -m benchmarks run
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache

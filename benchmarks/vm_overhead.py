@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -61,7 +62,7 @@ def loaded_config() -> LoadedConfig:
     return loaded
 
 
-def best_of(runs: int, fn) -> float:  # noqa: ANN001
+def best_of(runs: int, fn: Callable[[], None]) -> float:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -70,11 +71,9 @@ def best_of(runs: int, fn) -> float:  # noqa: ANN001
     return min(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=20_000)
-    args = parser.parse_args()
-    events = sample_events(args.events)
+def measure(count: int) -> dict[str, Any]:
+    """ns per event of each variant, and the ratios to plain."""
+    events = sample_events(count)
     chain = [loaded_config()]
 
     def plain() -> None:
@@ -96,12 +95,19 @@ def main() -> None:
     plain_s, sandboxed_s, threaded_s = best_of(5, plain), best_of(3, sandboxed), best_of(3, threaded)
     per_event = {name: seconds / len(events) * 1e9 for name, seconds in
                  (("plain_ns", plain_s), ("sandboxed_ns", sandboxed_s), ("sandboxed_threads_ns", threaded_s))}  # fmt: skip
-    print(json.dumps({
+    return {
         "events": len(events),
         **{k: round(v) for k, v in per_event.items()},
         "ratio": round(per_event["sandboxed_ns"] / per_event["plain_ns"], 1),
         "ratio_threads": round(per_event["sandboxed_threads_ns"] / per_event["plain_ns"], 1),
-    }))  # fmt: skip
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20_000)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.events)))
 
 
 if __name__ == "__main__":
