@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", metavar="N", type=_positive_int, help="at most N dead letters, in topic order")
     replay.add_argument("--dry-run", action="store_true", help="count what would be replayed; change nothing")
 
+    status = commands.add_parser(
+        "status", help="consumer lag per partition, writer backlog, job queue, plugin errors (read only)"
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    status.add_argument(
+        "--timeout", metavar="S", type=_positive_float, default=10.0, help="give up after S seconds in all (default 10)"
+    )
+
     plugins = commands.add_parser("plugins", help="install and update plugins, read their logs (no HTTP API needed)")
     plugin_commands = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
     install = plugin_commands.add_parser(
@@ -199,6 +207,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "plugins":
         return _plugins(args, settings)
+    if args.command == "status":
+        from plugin_server import status
+
+        report = _run_async(status.gather, settings, timeout=args.timeout)
+        print(json.dumps(status.as_json(report)) if args.json else status.render(report))
+        return 0
     return _run_server(settings)
 
 

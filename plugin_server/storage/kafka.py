@@ -337,3 +337,101 @@ async def read_topic(*, hosts: str, topic: str, max_messages: int | None = None)
             raise _translate(exc, f"read {topic}") from exc
     read.sort(key=lambda m: (m.partition, m.offset))
     return read if max_messages is None else read[:max_messages]
+
+
+# Consumer lag (`plugin-server status`). How long one high-watermark probe waits for the broker's
+# fetch answer: it asks at the end of each partition, so a Kafka broker would otherwise hold the
+# answer for its default fetch wait (500 ms) hoping for new data.
+PROBE_FETCH_WAIT_MS = 100
+PROBE_POLL_MS = 200
+# How long the probes may take in all before the partitions not answered keep ListOffsets' end.
+PROBE_SECONDS = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogRange:
+    """The offsets a partition holds: [beginning, end); `end` is the offset the next message gets."""
+
+    beginning: int
+    end: int
+
+
+async def log_ranges(*, hosts: str, topics: Sequence[str]) -> dict[tuple[str, int], LogRange]:
+    """(topic, partition) -> LogRange, for every partition of `topics` (topics that do not exist
+    have none). No consumer group: nothing is committed.
+
+    The end is ListOffsets' answer raised to the high watermark of one fetch at that offset (see
+    `read_topic`: tansu answers ListOffsets with the last batch's base offset + 1). On Kafka the
+    fetch at the end returns no records, only the high watermark. A partition whose fetch does not
+    answer in time keeps ListOffsets' end.
+    """
+
+    def make() -> aiokafka.AIOKafkaConsumer:
+        return aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=hosts,
+            client_id="plugin-server-status",
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=PROBE_FETCH_WAIT_MS,
+            max_partition_fetch_bytes=FETCH_MAX_PARTITION_BYTES,
+        )
+
+    async def listed(consumer: aiokafka.AIOKafkaConsumer) -> dict[aiokafka.TopicPartition, LogRange]:
+        tps = [tp for topic in dict.fromkeys(topics) for tp in await _partitions(consumer, topic)]
+        if not tps:
+            return {}
+        beginnings = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, ends[tp])
+        return {tp: LogRange(beginnings[tp], ends[tp]) for tp in tps}
+
+    async def probe(consumer: aiokafka.AIOKafkaConsumer, pending: list[aiokafka.TopicPartition]) -> dict:
+        """One poll; the high watermarks known so far of `pending`."""
+        await consumer.getmany(*pending, timeout_ms=PROBE_POLL_MS, max_records=1)
+        return {tp: hw for tp in pending if (hw := consumer.highwater(tp)) is not None}
+
+    async with _started(make, "offsets reader") as consumer:
+        try:
+            with trio.fail_after(START_TIMEOUT_SECONDS):
+                ranges = await aio_as_trio(listed)(consumer)
+            with trio.move_on_after(PROBE_SECONDS):
+                pending = list(ranges)
+                while pending:
+                    for tp, highwater in (await aio_as_trio(probe)(consumer, pending)).items():
+                        ranges[tp] = LogRange(ranges[tp].beginning, max(ranges[tp].end, highwater))
+                        pending.remove(tp)
+        except trio.TooSlowError as exc:
+            raise ServiceUnavailable("kafka", "offsets timed out") from exc
+        except _TRANSLATED as exc:
+            raise _translate(exc, "offsets") from exc
+    return {(tp.topic, tp.partition): r for tp, r in ranges.items()}
+
+
+async def committed_offsets(
+    *, hosts: str, group_id: str, partitions: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], int | None]:
+    """(topic, partition) -> the offset `group_id` committed (the next one it reads), or None if it
+    never committed there. Reads only: the consumer subscribes to nothing, so it never joins the
+    group (no rebalance of the running members) and never commits."""
+    wanted = [aiokafka.TopicPartition(t, p) for t, p in partitions]
+
+    def make() -> aiokafka.AIOKafkaConsumer:
+        return aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=hosts, client_id="plugin-server-status", group_id=group_id, enable_auto_commit=False
+        )
+
+    async def fetch(consumer: aiokafka.AIOKafkaConsumer) -> dict[tuple[str, int], int | None]:
+        return {(tp.topic, tp.partition): await consumer.committed(tp) for tp in wanted}
+
+    if not wanted:
+        return {}
+    async with _started(make, "offsets reader") as consumer:
+        try:
+            with trio.fail_after(START_TIMEOUT_SECONDS):
+                return await aio_as_trio(fetch)(consumer)
+        except trio.TooSlowError as exc:
+            raise ServiceUnavailable("kafka", f"committed offsets of {group_id} timed out") from exc
+        except _TRANSLATED as exc:
+            raise _translate(exc, f"committed offsets of {group_id}") from exc
