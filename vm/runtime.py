@@ -259,6 +259,10 @@ class PluginRuntime:
         loaded.setup_attempts += 1
         try:
             await self._call(loaded, setup, loaded.meta)
+        except StuckCall:
+            self._abandoned()
+            await self._disable(loaded, "setup_plugin did not return (stuck outside Python)")
+            return
         except SandboxError as exc:
             await self._setup_failed(loaded, exc)
             return
@@ -310,6 +314,9 @@ class PluginRuntime:
                 continue
             try:
                 await self._call(loaded, teardown, loaded.meta)
+            except StuckCall:
+                self._abandoned()
+                loaded.log("SYSTEM", "ERROR", "teardown_plugin did not return (stuck outside Python); abandoned")
             except SandboxError as exc:
                 loaded.log("PLUGIN", "ERROR", f"teardown_plugin failed: {exc}")
 
@@ -344,6 +351,12 @@ class PluginRuntime:
                 scope.cancel()
                 return
 
+    def _abandoned(self) -> None:
+        self.abandoned_threads += 1
+        ABANDONED_THREADS.set(self.abandoned_threads)
+        if not self.healthy:
+            log.error("too many plugin threads stuck; the process needs a restart", abandoned=self.abandoned_threads)
+
     @contextlib.asynccontextmanager
     async def pinned(self) -> AsyncIterator[Generation]:
         """The current generation, kept alive (not torn down) until the block ends."""
@@ -365,16 +378,13 @@ class PluginRuntime:
                 results = await self._watched(lambda: run_chain(chain, events, progress, report), progress)
                 break
             except StuckCall as stuck:
-                self.abandoned_threads += 1
-                ABANDONED_THREADS.set(self.abandoned_threads)
+                self._abandoned()
                 if stuck.config is None:
                     raise
                 stuck.config.disabled = True
                 report.disable[stuck.config.row.config_id] = (
                     f"a call did not return within {stuck.config.timeout + STUCK_GRACE_SECONDS:g} s (stuck outside Python)"
                 )
-                if not self.healthy:
-                    log.error("too many plugin threads stuck; the process needs a restart", abandoned=self.abandoned_threads)
                 # rerun the chunk without the stuck config (plugins see these events again)
         await self._persist(chain, report)
         return results
@@ -418,8 +428,7 @@ class PluginRuntime:
                     progress = Progress()
                     await self._watched(lambda b=batch, p=progress: run_export(config, b, p, report), progress)
         except StuckCall:
-            self.abandoned_threads += 1
-            ABANDONED_THREADS.set(self.abandoned_threads)
+            self._abandoned()
             await self._disable(config, "an on_event/export_events call did not return (stuck outside Python)")
 
     async def _enqueue_export_retry(

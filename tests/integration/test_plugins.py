@@ -464,3 +464,27 @@ async def test_attachments_reach_their_config_only(plugins):
     assert out["properties"]["cert"] == ["cert.pem", "SECRET"]
     assert out["properties"]["cert2"] is None  # the other config has no attachments
     assert with_cert > 0
+
+
+async def test_a_setup_stuck_outside_python_disables_its_config_not_the_server(plugins, monkeypatch):
+    monkeypatch.setattr(runtime_module, "STUCK_GRACE_SECONDS", 0.3)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        config_id = await plugins.install(
+            f"def setup_plugin(meta):\n    meta.fetch('{url}', timeout=30)\n"
+            "def process_event(event, meta):\n    event['properties']['ran'] = True\n    return event\n"
+        )
+        runtime = plugins.runtime(task_timeout=0.2, allow_private_fetch=True)
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(10):
+                await nursery.start(runtime.run)
+            (out,) = await plugins.process(runtime, events(plugins, 1))
+            nursery.cancel_scope.cancel()
+    finally:
+        silent.close()
+    assert "ran" not in out["properties"]
+    assert runtime.abandoned_threads == 1
+    assert not await plugins.pg.fetchval("SELECT enabled FROM posthog_pluginconfig WHERE id = $1", config_id)
