@@ -46,7 +46,7 @@ from vm.async_side import (
 )
 from vm.chain import ChainReport, Progress, error_record, run_chain
 from vm.errors import SandboxError
-from vm.meta import Cache, Cursor, Fetch, Jobs, Logger, Meta, Metrics, Storage, Utils
+from vm.meta import Cache, Cursor, Fetch, Jobs, Logger, Meta, Metrics, Storage, Utils, take_host_failure
 from vm.plugin_logs import LogTarget, PluginLogs
 from vm.sandbox import CompiledPlugin, PluginInstance, compile_plugin
 
@@ -337,7 +337,7 @@ class PluginRuntime:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watchdog, progress, nursery.cancel_scope)
             # captured, so that the thread's own error leaves unwrapped (not in an ExceptionGroup)
-            result = await outcome.acapture(trio.to_thread.run_sync, fn, limiter=self._limiter, abandon_on_cancel=True)
+            result = await outcome.acapture(trio.to_thread.run_sync, _fresh(fn), limiter=self._limiter, abandon_on_cancel=True)
             nursery.cancel_scope.cancel()
         if isinstance(result, outcome.Error) and isinstance(result.error, trio.Cancelled):
             raise StuckCall(progress.config)  # the watchdog cancelled it (outer cancels propagate above)
@@ -454,6 +454,20 @@ class PluginRuntime:
                 await self._store.set_error(config_id, error)
         for config_id, reason in report.disable.items():
             await self._disable(by_id[config_id], reason)
+
+
+def _fresh(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """`fn` for a pooled thread: a service failure an earlier job left on the thread is forgotten
+    first (it was that job's), and none this job leaves behind outlives it."""
+
+    def run() -> Any:
+        take_host_failure()
+        try:
+            return fn()
+        finally:
+            take_host_failure()
+
+    return run
 
 
 def _async_capable(config: LoadedConfig) -> bool:
