@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -51,9 +51,12 @@ class IngestionWarning:
     details: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PipelineEvent:
-    """One capture event: the envelope merged with its `data`, as PostHog's PipelineEvent."""
+    """One capture event: the envelope merged with its `data`, as PostHog's PipelineEvent.
+
+    Not slotted, unlike the small records above: `evolve` runs several times per event, and one
+    dict merge is several times cheaper than setting every slot (benchmarks/profile.py)."""
 
     source: Source
     raw: bytes
@@ -79,8 +82,7 @@ class PipelineEvent:
     def evolve(self, **changes: Any) -> PipelineEvent:
         """A copy with `changes` (dataclasses.replace, without its per-call introspection)."""
         new = object.__new__(PipelineEvent)
-        for name in _EVENT_FIELDS:
-            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        object.__setattr__(new, "__dict__", {**self.__dict__, **changes})
         return new
 
     @property
@@ -89,4 +91,3 @@ class PipelineEvent:
         return f"{self.team_id if self.team_id is not None else self.token}:{self.distinct_id}"
 
 
-_EVENT_FIELDS = tuple(f.name for f in fields(PipelineEvent))
