@@ -86,12 +86,28 @@ class Op:
         return f"Op({self.ts!r}, {self.tiebreak!r}, {self.rank}, {self.value!r})"
 
 
-@dataclass(frozen=True)
 class KeyState:
-    """`last`: the latest `$set`/`$unset`; `once`: the `$set_once`s after it, earliest first."""
+    """`last`: the latest `$set`/`$unset`; `once`: the `$set_once`s after it, earliest first.
 
-    last: Op | None = None
-    once: tuple[Op, ...] = ()
+    A plain slotted class for the same reason as Op: a pageview adds about a dozen operations,
+    and a frozen dataclass's __init__ cost more than `add` itself. Treat instances as immutable."""
+
+    __slots__ = ("last", "once")
+
+    def __init__(self, last: Op | None = None, once: tuple[Op, ...] = ()) -> None:
+        self.last = last
+        self.once = once
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeyState):
+            return NotImplemented
+        return self.last == other.last and self.once == other.once
+
+    def __hash__(self) -> int:
+        return hash((self.last, self.once))
+
+    def __repr__(self) -> str:
+        return f"KeyState(last={self.last!r}, once={self.once!r})"
 
     def deciding(self) -> Op | None:
         """The operation whose value the property has, or None when the property is absent."""
@@ -104,10 +120,16 @@ class KeyState:
             return self
         if op.rank != SET_ONCE:
             return KeyState(last=op, once=tuple(o for o in self.once if op < o))
-        at = bisect.bisect_left(self.once, op)
-        if at < len(self.once) and self.once[at] == op:
-            return self
-        return KeyState(last=self.last, once=_compact((*self.once[:at], op, *self.once[at:]), at))
+        once = self.once
+        if not once or once[-1] < op:  # the usual case: a later event than every kept one
+            at = len(once)
+            if at >= MAX_SET_ONCE and not (once[-1].canonical == once[-2].canonical == op.canonical):
+                return self  # _compact would drop it again: nothing changes
+        else:
+            at = bisect.bisect_left(once, op)
+            if at < len(once) and once[at] == op:
+                return self
+        return KeyState(last=self.last, once=_compact((*once[:at], op, *once[at:]), at))
 
     def merge(self, other: KeyState) -> KeyState:
         merged = self
