@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import trio
 
+from jobs.monitor import JobQueueMonitor
 from jobs.queue import JobQueue
 from plugin_server import logs
 from plugin_server.config import Settings
@@ -237,6 +238,7 @@ class Server:
         )
         services.append(LogShipper(buffer=plugin_logs, sink=log_sink))
         services.append(runtime)
+        services.append(JobQueueMonitor(pg=pg))
         self.state.checks["plugins"] = lambda: runtime.healthy
         return runtime
 

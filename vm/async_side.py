@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from plugin_server import metrics
 from plugin_server.ingestion import jsonx
 from vm.chain import Progress, error_record, raise_host_failure
-from vm.errors import PluginRuntimeError, SandboxError
+from vm.errors import PluginRuntimeError, PluginTimeout, SandboxError
 
 if TYPE_CHECKING:
     from vm.runtime import LoadedConfig
@@ -102,21 +103,30 @@ class AsyncReport:
 
 def run_on_event(config: LoadedConfig, events: list[dict[str, Any]], progress: Progress, report: AsyncReport) -> None:
     function = config.instance.exports["on_event"]
-    for event in events:
-        progress.config, progress.since = config, time.monotonic()
-        try:
-            config.instance.call(function, jsonx.loads(jsonx.dumps(event)), config.meta, timeout=config.timeout, log=config.print_log)
-            raise_host_failure()
-        except SandboxError as exc:
-            raise_host_failure()
-            _failed(config, report, "on_event", exc, event)
-    progress.config = None
+    spent: list[float] = []  # added to plugin_call_seconds once, at the end (metrics.BulkHistogram)
+    try:
+        for event in events:
+            started = time.monotonic()
+            progress.config, progress.since = config, started
+            try:
+                config.instance.call(function, jsonx.loads(jsonx.dumps(event)), config.meta, timeout=config.timeout, log=config.print_log)
+                raise_host_failure()
+            except SandboxError as exc:
+                _timed_out(config, exc)
+                raise_host_failure()
+                _failed(config, report, "on_event", exc, event)
+            finally:
+                spent.append(time.monotonic() - started)
+    finally:
+        progress.config = None
+        metrics.PLUGIN_CALL_SECONDS.add((str(config.row.config_id), "on_event"), spent)
 
 
 def run_export(config: LoadedConfig, batch: list[dict[str, Any]], progress: Progress, report: AsyncReport) -> None:
     """One export_events call; a RetryError asks for a retry, anything else fails the batch."""
     function = config.instance.exports["export_events"]
-    progress.config, progress.since = config, time.monotonic()
+    started = time.monotonic()
+    progress.config, progress.since = config, started
     try:
         config.instance.call(function, jsonx.loads(jsonx.dumps(batch)), config.meta, timeout=config.timeout, log=config.print_log)
         raise_host_failure()
@@ -130,11 +140,18 @@ def run_export(config: LoadedConfig, batch: list[dict[str, Any]], progress: Prog
             report.failed += len(batch)
             _failed(config, report, "export_events", exc, None)
     except SandboxError as exc:
+        _timed_out(config, exc)
         raise_host_failure()
         report.failed += len(batch)
         _failed(config, report, "export_events", exc, None)
     finally:
         progress.config = None
+        metrics.PLUGIN_CALL_SECONDS.add((str(config.row.config_id), "export_events"), [time.monotonic() - started])
+
+
+def _timed_out(config: LoadedConfig, exc: SandboxError) -> None:
+    if isinstance(exc, PluginTimeout):
+        metrics.PLUGIN_TIMEOUTS.labels(str(config.row.config_id)).inc()
 
 
 def _failed(config: LoadedConfig, report: AsyncReport, method: str, exc: Exception, event: dict | None) -> None:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from plugin_server import metrics
 from plugin_server.errors import PluginServerError
 from plugin_server.ingestion import jsonx
 from vm.errors import PluginTimeout, SandboxError
@@ -86,24 +87,33 @@ def accept(original: dict[str, Any], returned: Any) -> dict[str, Any]:
 def run_chain(chain: list[LoadedConfig], events: list[dict[str, Any]], progress: Progress, report: ChainReport) -> list[dict | None]:
     """Each event through every ready config's process_event; None for a dropped event."""
     results: list[dict | None] = []
-    for event in events:
-        current: dict | None = event
-        for config in chain:
-            if current is None:
-                break
-            if not config.ready or config.disabled:
-                continue
-            current = _one(config, current, progress, report)
-        results.append(current)
-    progress.config = None
+    # each config's call durations, added to plugin_call_seconds once per chunk (metrics.BulkHistogram)
+    timed: list[tuple[LoadedConfig, list[float]]] = [(config, []) for config in chain]
+    try:
+        for event in events:
+            current: dict | None = event
+            for config, spent in timed:
+                if current is None:
+                    break
+                if not config.ready or config.disabled:
+                    continue
+                current = _one(config, current, progress, report, spent)
+            results.append(current)
+    finally:
+        progress.config = None
+        for config, spent in timed:
+            metrics.PLUGIN_CALL_SECONDS.add((str(config.row.config_id), "process_event"), spent)
     return results
 
 
-def _one(config: LoadedConfig, event: dict[str, Any], progress: Progress, report: ChainReport) -> dict | None:
+def _one(
+    config: LoadedConfig, event: dict[str, Any], progress: Progress, report: ChainReport, spent: list[float]
+) -> dict | None:
     function = config.instance.exports.get("process_event")
     if function is None:
         return event
-    progress.config, progress.since = config, time.monotonic()
+    started = time.monotonic()
+    progress.config, progress.since = config, started
     try:
         returned = config.instance.call(
             function, jsonx.loads(jsonx.dumps(event)), config.meta, timeout=config.timeout, log=config.print_log
@@ -112,6 +122,7 @@ def _one(config: LoadedConfig, event: dict[str, Any], progress: Progress, report
         config.consecutive_timeouts = 0
         return None if returned is None else accept(event, returned)
     except PluginTimeout as exc:
+        metrics.PLUGIN_TIMEOUTS.labels(str(config.row.config_id)).inc()
         raise_host_failure()
         config.consecutive_timeouts += 1
         _failed(config, report, exc, event)
@@ -122,6 +133,8 @@ def _one(config: LoadedConfig, event: dict[str, Any], progress: Progress, report
         raise_host_failure()
         config.consecutive_timeouts = 0
         _failed(config, report, exc, event)
+    finally:
+        spent.append(time.monotonic() - started)
     return event
 
 

@@ -129,6 +129,8 @@ class BatchConsumer:
             self.status.consumed += len(batch)
             self.status.last_progress = time.monotonic()
             metrics.BATCH_SECONDS.labels(self.status.name).observe(time.perf_counter() - started)
+            if self.status.last_progress - self._lag_checked > LAG_REFRESH_SECONDS:
+                await self._measure_lag(consumer)  # a consumer that is always behind never polls empty
 
     async def _measure_lag(self, consumer) -> int | None:  # noqa: ANN001
         self._lag_checked = time.monotonic()

@@ -9,6 +9,7 @@ and commits nothing.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +31,27 @@ from plugin_server.ingestion.row import Row, ch_datetime, event_rows
 from plugin_server.ingestion.teams import TeamCache, resolve_team
 from plugin_server.storage.kafka import Message
 
+# The steps and passes timed in `ingestion_step_seconds`, once per batch each (never per event).
+STEPS = ("parse", "resolve_team", "plugins", "normalize", "persons_groups", "persons_flush")
+_STEP_SECONDS = {step: metrics.INGESTION_STEP_SECONDS.labels(step) for step in STEPS}
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+class _Laps:
+    """One perf_counter reading per step of a batch: `lap(step)` observes the time since the last."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        _STEP_SECONDS[step].observe(now - self._last)
+        self._last = now
 
 
 @dataclass
@@ -94,6 +113,7 @@ class IngestionPipeline:
         self._clock = clock
 
     async def process(self, messages: Sequence[Message]) -> BatchOutput:
+        lap = _Laps()
         now = self._clock()
         batch = _Batch(now, ch_datetime(now), BatchOutput())
         parsed: list[PipelineEvent] = []
@@ -104,19 +124,23 @@ class IngestionPipeline:
                 parsed.append(result.value)
             else:
                 self._dead_letter(batch, result, message.value, source, "parse", None)
+        lap("parse")
 
         await self._teams.prefetch(
             (e.token for e in parsed if e.team_id is None and e.token), (e.team_id for e in parsed if e.team_id)
         )
         teamed = [t for e in parsed if (t := self._pure_steps(e, batch, self._team_steps)) is not None]
+        lap("resolve_team")
         if self._plugins is not None:
             teamed, dropped = await self._plugins.process(teamed)
             batch.out.dropped.extend([PLUGIN_DROP_REASON] * dropped)
+            lap("plugins")
         groups: dict[str, list[PipelineEvent]] = defaultdict(list)
         normalize_steps = (("normalize", normalize, (batch.now,)),)
         for event in teamed:
             if (ready := self._pure_steps(event, batch, normalize_steps)) is not None:
                 groups[ready.grouping_key].append(ready)
+        lap("normalize")
 
         ready_events = [e for g in groups.values() for e in g]
         people = await self._persons.prefetch(ready_events) if self._persons else None
@@ -130,12 +154,14 @@ class IngestionPipeline:
             async with trio.open_nursery() as nursery:
                 for _ in range(workers):
                     nursery.start_soon(self._drain_groups, ordered, batch, people, companies)
+        lap("persons_groups")  # the prefetches included
 
         if messages:
             last = messages[-1]  # rows of persons and groups are anchored at the batch's end
             anchor = Source(last.topic, last.partition, last.offset, last.timestamp_ms)
             if people is not None:
                 await self._persons.flush(people, now=now)
+                lap("persons_flush")
                 batch.out.rows.extend((anchor, row) for row in people.rows)
                 batch.out.on_durable.append(lambda: self._persons.confirm(people))
             if companies is not None:
