@@ -22,18 +22,12 @@ import trio
 from benchmarks.run import Bench, messages_for
 from plugin_server import aio, logs
 from plugin_server.embedded.stack import EmbeddedStack
-from plugin_server.migrations import migrate_clickhouse, migrate_postgres
-from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.postgres import open_postgres
 
 
 async def profiled_drain(urls: dict[str, str], events: int) -> cProfile.Profile:
     bench = Bench(urls)
     async with aio.open_loop():
-        async with open_postgres(urls["DATABASE_URL"], max_size=2) as pg:
-            await migrate_postgres(pg)
-        async with open_clickhouse(urls["CLICKHOUSE_URL"]) as ch:
-            await migrate_clickhouse(ch)
+        await bench.migrate()
         settings, team = await bench.world("profile")
         await bench.produce(settings, messages_for(team.api_token, events, seed=7))
         profile = cProfile.Profile()

@@ -84,6 +84,12 @@ class Bench:
         self.urls = urls
         self._baseline = 0  # rows of the team already there when a drain starts
 
+    async def migrate(self) -> None:
+        async with open_postgres(self.urls["DATABASE_URL"], max_size=2) as pg:
+            await migrate_postgres(pg)
+        async with open_clickhouse(self.urls["CLICKHOUSE_URL"]) as ch:
+            await migrate_clickhouse(ch)
+
     async def world(self, name: str, **extra: str) -> tuple[Settings, Any]:
         run = f"{name}_{uuid.uuid4().hex[:6]}"
         settings = Settings.from_env({
@@ -350,10 +356,7 @@ async def catchup(bench: Bench, sizes: Sizes) -> dict[str, float]:
 async def run_all(urls: dict[str, str], sizes: Sizes, quick: bool) -> dict[str, Any]:
     bench = Bench(urls)
     async with aio.open_loop():
-        async with open_postgres(urls["DATABASE_URL"], max_size=2) as pg:
-            await migrate_postgres(pg)
-        async with open_clickhouse(urls["CLICKHOUSE_URL"]) as ch:
-            await migrate_clickhouse(ch)
+        await bench.migrate()
         summary: dict[str, Any] = {"quick": quick}
         step("raw ceilings")
         summary |= await raw_ceilings(bench, sizes)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pytest
 import trio
 
 from plugin_server import metrics
 from plugin_server.ingestion.person_cache import SharedStates, encode_state
 from plugin_server.ingestion.person_properties import PropertyState
-from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
 from plugin_server.storage.teams import TeamStore
 from tests.integration.test_persons import T0, World
@@ -35,18 +33,6 @@ class CountingStore:
 
 def counter(name: str, *labels: str) -> float:
     return getattr(metrics, name).labels(*labels)._value.get()
-
-
-@pytest.fixture
-async def pg(aio, services):  # noqa: ARG001
-    async with open_postgres(services.database_url, max_size=8) as pg:
-        yield pg
-
-
-@pytest.fixture
-async def redis(aio, services):  # noqa: ARG001
-    async with open_redis(services.redis_url) as redis:
-        yield redis
 
 
 def later(seconds: int) -> dt.datetime:

@@ -12,23 +12,9 @@ import trio
 
 from plugin_server.errors import ServiceUnavailable
 from plugin_server.storage.plugins import PluginStore
-from plugin_server.storage.postgres import open_postgres
-from plugin_server.storage.redis import open_redis
 from vm import runtime as runtime_module
 from vm.plugin_logs import PluginLogs
 from vm.runtime import PluginRuntime
-
-
-@pytest.fixture
-async def pg(aio, services):  # noqa: ARG001
-    async with open_postgres(services.database_url, max_size=8) as pg:
-        yield pg
-
-
-@pytest.fixture
-async def redis(aio, services):  # noqa: ARG001
-    async with open_redis(services.redis_url) as redis:
-        yield redis
 
 
 class Plugins:
