@@ -8,6 +8,12 @@ Errors: a retryable error from `handle` (a service is down) pauses and retries t
 with backoff, committing nothing, for as long as it takes; any other error propagates to the
 supervisor. Stop: `request_stop()` lets the batch in flight finish and commit, then `run`
 returns; with `drain_on_stop` it first keeps consuming until its partitions have no lag.
+
+Two stages: a handler with `prepare(batch) -> prepared` and `write(batch, prepared)` (the
+ingestion worker: the pipeline, then the sink) has batch N written while batch N+1 is prepared,
+so the ClickHouse insert (in a thread) overlaps the next batch's Python work on another core.
+At most one write is in flight; writes, and so commits, happen in batch order; a batch is
+committed only once its own write returned. A plain `handle(batch)` runs both in one step.
 """
 
 from __future__ import annotations
@@ -52,6 +58,15 @@ def next_offsets(batch: Sequence[Message]) -> dict[tuple[str, int], int]:
     return offsets
 
 
+@dataclass
+class _Write:
+    """The batch whose write is in flight."""
+
+    batch: list[Message]
+    started: float
+    done: trio.Event = field(default_factory=trio.Event)
+
+
 class BatchConsumer:
     def __init__(
         self,
@@ -77,6 +92,10 @@ class BatchConsumer:
         self._stop_requested = False
         self._drain = drain_on_stop
         self._lag_checked = 0.0
+        # a two-stage handler (see the module docstring), else None
+        self._staged = handle if hasattr(handle, "prepare") and hasattr(handle, "write") else None
+        self._writing: _Write | None = None
+        self._nursery: trio.Nursery | None = None
 
     @property
     def running(self) -> bool:
@@ -95,7 +114,9 @@ class BatchConsumer:
             task_status.started(self)
             log.info("consumer started", consumer=self.status.name, topics=self._topics, group=self._group_id)
             try:
-                await self._loop(consumer)
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    await self._loop(consumer)
             finally:
                 self.status.running = False
                 log.info("consumer stopped", consumer=self.status.name, consumed=self.status.consumed)
@@ -109,6 +130,7 @@ class BatchConsumer:
             self.status.last_poll = now
             self.status.assigned = bool(consumer.assignment())
             if not batch:
+                await self._finish_write(consumer)  # idle: make the last batch durable and committed now
                 self.status.last_progress = now
                 if self._stop_requested and not self._drain:
                     return
@@ -120,17 +142,38 @@ class BatchConsumer:
                 continue
             started = time.perf_counter()
             metrics.BATCH_SIZE.observe(len(batch))
-            await self._retrying("batch", lambda: self._handle(batch))
-            try:
-                await consumer.commit(next_offsets(batch))
-            except CommitFailed as exc:
-                metrics.COMMITS_FAILED.labels(self._group_id).inc()
-                log.warning("commit lost to a rebalance; messages will be re-read", consumer=self.status.name, error=str(exc))
-            self.status.consumed += len(batch)
-            self.status.last_progress = time.monotonic()
-            metrics.BATCH_SECONDS.labels(self.status.name).observe(time.perf_counter() - started)
-            if self.status.last_progress - self._lag_checked > LAG_REFRESH_SECONDS:
-                await self._measure_lag(consumer)  # a consumer that is always behind never polls empty
+            if self._staged is None:
+                await self._retrying("batch", lambda: self._handle(batch))
+                await self._committed(consumer, batch, started)
+                continue
+            prepared = await self._retrying("batch", lambda: self._staged.prepare(batch))
+            await self._finish_write(consumer)  # batch N must be written before N+1's write starts
+            self._writing = _Write(batch, started)
+            self._nursery.start_soon(self._write, consumer, self._writing, prepared)
+        await self._finish_write(consumer)
+
+    async def _write(self, consumer, write: _Write, prepared) -> None:  # noqa: ANN001
+        await self._retrying("write", lambda: self._staged.write(write.batch, prepared))
+        await self._committed(consumer, write.batch, write.started)
+        write.done.set()
+
+    async def _finish_write(self, consumer) -> None:  # noqa: ANN001
+        """Wait for the write in flight (if any) to be durable and committed."""
+        if self._writing is not None:
+            await self._writing.done.wait()
+            self._writing = None
+
+    async def _committed(self, consumer, batch: list[Message], started: float) -> None:  # noqa: ANN001
+        try:
+            await consumer.commit(next_offsets(batch))
+        except CommitFailed as exc:
+            metrics.COMMITS_FAILED.labels(self._group_id).inc()
+            log.warning("commit lost to a rebalance; messages will be re-read", consumer=self.status.name, error=str(exc))
+        self.status.consumed += len(batch)
+        self.status.last_progress = time.monotonic()
+        metrics.BATCH_SECONDS.labels(self.status.name).observe(time.perf_counter() - started)
+        if self.status.last_progress - self._lag_checked > LAG_REFRESH_SECONDS:
+            await self._measure_lag(consumer)  # a consumer that is always behind never polls empty
 
     async def _measure_lag(self, consumer) -> int | None:  # noqa: ANN001
         self._lag_checked = time.monotonic()

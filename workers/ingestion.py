@@ -1,8 +1,9 @@
 """The ingestion worker: one consumer of the ingestion topic, the pipeline, and a sink.
 
-For each batch, in order (a checkpoint): run the pipeline; hand its rows to the sink and flush
-it (durable); produce dead letters and any rows ClickHouse refused to the dead letter topic and
-wait for the acks; only then does the consumer loop commit the batch's offsets.
+For each batch, in order (a checkpoint): run the pipeline (`prepare`); hand its rows to the sink
+and flush it (durable); produce dead letters and any rows ClickHouse refused to the dead letter
+topic and wait for the acks (`write`); only then does the consumer loop commit the batch's
+offsets. The consumer overlaps one batch's `write` with the next batch's `prepare`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from plugin_server.ingestion.dead_letter import (
     rejected_row_message,
 )
 from plugin_server.ingestion import jsonx
-from plugin_server.ingestion.pipeline import IngestionPipeline
+from plugin_server.ingestion.pipeline import BatchOutput, IngestionPipeline
 from plugin_server.ingestion.row import EVENTS_TABLE
 from plugin_server.sinks import Sink
 from plugin_server.storage.kafka import KafkaProducer, Message, Record
@@ -45,8 +46,15 @@ class IngestionHandler:
         self._async_events = async_events
 
     async def __call__(self, batch: list[Message]) -> None:
-        self._sink.reset()  # a retried batch starts again from its messages
-        out = await self._pipeline.process(batch)
+        await self.write(batch, await self.prepare(batch))
+
+    async def prepare(self, batch: list[Message]) -> BatchOutput:
+        """Stage 1: the pipeline (Postgres is written here; nothing goes to the sink yet)."""
+        return await self._pipeline.process(batch)
+
+    async def write(self, batch: list[Message], out: BatchOutput) -> None:
+        """Stage 2: make the batch's rows and dead letters durable (retried as a whole)."""
+        self._sink.reset()  # a retried write starts again from the batch's rows
         for source, row in out.rows:
             self._sink.add(row, topic=source.topic, partition=source.partition, offset=source.offset)
         rejected = await self._sink.flush()
