@@ -92,6 +92,7 @@ class BatchConsumer:
         self._stop_requested = False
         self._drain = drain_on_stop
         self._lag_checked = 0.0
+        self._lag_series: set[tuple[str, int]] = set()  # partitions whose lag this member reports
         # a two-stage handler (see the module docstring), else None
         self._staged = handle if hasattr(handle, "prepare") and hasattr(handle, "write") else None
         self._writing: _Write | None = None
@@ -184,6 +185,9 @@ class BatchConsumer:
             return None
         for (topic, partition), value in per_partition.items():
             metrics.CONSUMER_LAG.labels(self._group_id, topic, str(partition)).set(value)
+        for topic, partition in self._lag_series - per_partition.keys():  # lost in a rebalance: not ours to report
+            metrics.CONSUMER_LAG.remove(self._group_id, topic, str(partition))
+        self._lag_series = set(per_partition)
         self.status.lag = sum(per_partition.values()) if per_partition or self.status.assigned else None
         return self.status.lag
 

@@ -53,3 +53,30 @@ async def test_writes_overlap_the_next_prepare_and_commit_in_order(aio, settings
     assert handler.overlapped >= 1  # some batch was prepared while the previous one was written
     committed = await committed_offsets(hosts=settings.kafka_hosts, group_id=group, partitions=[(topic, 0)])
     assert committed == {(topic, 0): 60}
+
+
+async def test_lag_series_of_partitions_no_longer_assigned_are_removed(aio, settings):  # noqa: ARG001
+    from plugin_server import metrics
+
+    class FakeConsumer:
+        def __init__(self, lags):
+            self.lags = lags
+
+        async def lag(self):
+            return self.lags
+
+    consumer = BatchConsumer(
+        name="lag", hosts=settings.kafka_hosts, topics=["t"], group_id=settings.kafka_consumer_group, batch_size=1,
+        batch_wait_ms=1, handle=StagedHandler(),
+    )  # fmt: skip
+    group = settings.kafka_consumer_group
+
+    def series() -> set[str]:
+        return {
+            s.labels["partition"] for m in metrics.CONSUMER_LAG.collect() for s in m.samples if s.labels["group"] == group
+        }
+
+    assert await consumer._measure_lag(FakeConsumer({("t", 0): 5, ("t", 1): 7})) == 12
+    assert series() == {"0", "1"}
+    assert await consumer._measure_lag(FakeConsumer({("t", 1): 2})) == 2  # partition 0 went to another member
+    assert series() == {"1"}
