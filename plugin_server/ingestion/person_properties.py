@@ -42,6 +42,7 @@ MAX_SET_ONCE = 16
 SET_ONCE, SET, UNSET = 0, 1, 2
 _OP_NAMES = {SET: "set", UNSET: "unset"}
 _MIN_TIME = dt.datetime.min.replace(tzinfo=dt.UTC)
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 class Op:
@@ -66,6 +67,16 @@ class Op:
         if self._canonical is None:
             self._canonical = _canonical(self.value)
         return self._canonical
+
+    def same_value(self, other: Op) -> bool:
+        """`canonical == other.canonical`, without building JSON for the usual scalar values:
+        same type (so 1, 1.0 and true stay different) and equal. Floats and containers go through
+        canonical JSON (-0.0, and 1 vs 1.0 nested inside a list)."""
+        a, b = self.value, other.value
+        kind = type(a)
+        if kind is type(b) and kind in _PLAIN_SCALARS:
+            return a == b
+        return self.canonical == other.canonical
 
     def __lt__(self, other: Op) -> bool:
         # The value only breaks ties that real events never make (a reused uuid, or two values
@@ -123,7 +134,7 @@ class KeyState:
         once = self.once
         if not once or once[-1] < op:  # the usual case: a later event than every kept one
             at = len(once)
-            if at >= MAX_SET_ONCE and not (once[-1].canonical == once[-2].canonical == op.canonical):
+            if at >= MAX_SET_ONCE and not (once[-1].same_value(once[-2]) and once[-2].same_value(op)):
                 return self  # _compact would drop it again: nothing changes
         else:
             at = bisect.bisect_left(once, op)
@@ -155,7 +166,7 @@ def _compact(once: tuple[Op, ...], at: int) -> tuple[Op, ...]:
     every question its interior could), then keep at most MAX_SET_ONCE, earliest first."""
     items = list(once)
     for i in (at + 1, at, at - 1):  # the new operation and its neighbours may now be interior
-        if 0 < i < len(items) - 1 and items[i - 1].canonical == items[i].canonical == items[i + 1].canonical:
+        if 0 < i < len(items) - 1 and items[i - 1].same_value(items[i]) and items[i].same_value(items[i + 1]):
             del items[i]
     return tuple(items[:MAX_SET_ONCE])
 
@@ -308,7 +319,7 @@ def _differs(before: KeyState, after: KeyState) -> bool:
     a, b = before.deciding(), after.deciding()
     if a is None or b is None:
         return a is not b
-    return a is not b and a.canonical != b.canonical
+    return a is not b and not a.same_value(b)
 
 
 def _items(updates: Any) -> list[tuple[str, Any]]:
