@@ -109,7 +109,7 @@ def run_on_event(config: LoadedConfig, events: list[dict[str, Any]], progress: P
             started = time.monotonic()
             progress.config, progress.since = config, started
             try:
-                config.instance.call(function, jsonx.loads(jsonx.dumps(event)), config.meta, timeout=config.timeout, log=config.print_log)
+                config.call(function, event)
                 raise_host_failure()
             except SandboxError as exc:
                 _timed_out(config, exc)
@@ -128,7 +128,7 @@ def run_export(config: LoadedConfig, batch: list[dict[str, Any]], progress: Prog
     started = time.monotonic()
     progress.config, progress.since = config, started
     try:
-        config.instance.call(function, jsonx.loads(jsonx.dumps(batch)), config.meta, timeout=config.timeout, log=config.print_log)
+        config.call(function, batch)
         raise_host_failure()
         report.delivered += len(batch)
     except PluginRuntimeError as exc:

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from plugin_server import metrics
 from plugin_server.errors import PluginServerError
-from plugin_server.ingestion import jsonx
 from vm.errors import PluginTimeout, SandboxError
 from vm.meta import take_host_failure
 
@@ -115,9 +114,7 @@ def _one(
     started = time.monotonic()
     progress.config, progress.since = config, started
     try:
-        returned = config.instance.call(
-            function, jsonx.loads(jsonx.dumps(event)), config.meta, timeout=config.timeout, log=config.print_log
-        )
+        returned = config.call(function, event)
         raise_host_failure()
         config.consecutive_timeouts = 0
         return None if returned is None else accept(event, returned)

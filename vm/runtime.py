@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 from jobs.queue import JobQueue
 from plugin_server import logs
 from plugin_server.errors import PluginServerError
+from plugin_server.ingestion import jsonx
 from plugin_server.storage.plugins import ConfigRow, PluginStore
 from plugin_server.storage.redis import Redis
 from vm import config_schema
@@ -92,6 +93,12 @@ class LoadedConfig:
 
     def log(self, source: str, kind: str, message: str) -> None:
         self.logs.write(self.target, source, kind, message)
+
+    def call(self, function: Any, payload: Any) -> Any:
+        """`function(copy of payload, meta)` in the sandbox, in the calling (worker) thread. The
+        plugin gets its own copy, so what it mutates before failing is never the host's value."""
+        copy = jsonx.loads(jsonx.dumps(payload))
+        return self.instance.call(function, copy, self.meta, timeout=self.timeout, log=self.print_log)
 
     def print_log(self, kind: str, text: str) -> None:
         """The sandbox's `log(kind, text)`: print output and its own notes."""

@@ -241,24 +241,27 @@ async def test_a_plugin_that_times_out_repeatedly_is_disabled(plugins):
     assert len(timeouts) == 3  # disabled after the third: the last two events did not wait
 
 
-async def test_a_call_stuck_outside_python_is_abandoned_and_its_config_disabled(plugins, monkeypatch):
+@pytest.fixture
+def silent_url(monkeypatch):
+    """A URL whose server accepts connections and never answers; stuck calls declared quickly."""
     monkeypatch.setattr(runtime_module, "STUCK_GRACE_SECONDS", 0.3)
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen()  # accepts connections, never answers
-    try:
-        config_id = await plugins.install(
-            "def process_event(event, meta):\n    meta.fetch(event['properties']['url'], timeout=30)\n    return event\n"
-        )
-        runtime = plugins.runtime(task_timeout=0.2, allow_private_fetch=True)
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.run)
-            with trio.fail_after(10):
-                out = await plugins.process(runtime, [event(1) | {"team_id": plugins.team_id, "properties": {"url": url}}])
-            nursery.cancel_scope.cancel()
-    finally:
-        silent.close()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        yield f"http://127.0.0.1:{silent.getsockname()[1]}/"
+
+
+async def test_a_call_stuck_outside_python_is_abandoned_and_its_config_disabled(plugins, silent_url):
+    url = silent_url
+    config_id = await plugins.install(
+        "def process_event(event, meta):\n    meta.fetch(event['properties']['url'], timeout=30)\n    return event\n"
+    )
+    runtime = plugins.runtime(task_timeout=0.2, allow_private_fetch=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        with trio.fail_after(10):
+            out = await plugins.process(runtime, [event(1) | {"team_id": plugins.team_id, "properties": {"url": url}}])
+        nursery.cancel_scope.cancel()
     assert out[0]["properties"] == {"url": url}
     assert runtime.abandoned_threads == 1
     assert "did not return" in (await plugins.store.error_of(config_id))["message"]
@@ -452,25 +455,17 @@ async def test_attachments_reach_their_config_only(plugins):
     assert with_cert > 0
 
 
-async def test_a_setup_stuck_outside_python_disables_its_config_not_the_server(plugins, monkeypatch):
-    monkeypatch.setattr(runtime_module, "STUCK_GRACE_SECONDS", 0.3)
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen()
-    try:
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
-        config_id = await plugins.install(
-            f"def setup_plugin(meta):\n    meta.fetch('{url}', timeout=30)\n"
-            "def process_event(event, meta):\n    event['properties']['ran'] = True\n    return event\n"
-        )
-        runtime = plugins.runtime(task_timeout=0.2, allow_private_fetch=True)
-        async with trio.open_nursery() as nursery:
-            with trio.fail_after(10):
-                await nursery.start(runtime.run)
-            (out,) = await plugins.process(runtime, events(plugins, 1))
-            nursery.cancel_scope.cancel()
-    finally:
-        silent.close()
+async def test_a_setup_stuck_outside_python_disables_its_config_not_the_server(plugins, silent_url):
+    config_id = await plugins.install(
+        f"def setup_plugin(meta):\n    meta.fetch('{silent_url}', timeout=30)\n"
+        "def process_event(event, meta):\n    event['properties']['ran'] = True\n    return event\n"
+    )
+    runtime = plugins.runtime(task_timeout=0.2, allow_private_fetch=True)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            await nursery.start(runtime.run)
+        (out,) = await plugins.process(runtime, events(plugins, 1))
+        nursery.cancel_scope.cancel()
     assert "ran" not in out["properties"]
     assert runtime.abandoned_threads == 1
     assert not await plugins.pg.fetchval("SELECT enabled FROM posthog_pluginconfig WHERE id = $1", config_id)
