@@ -20,7 +20,8 @@ from pathlib import Path
 import trio
 
 from benchmarks.run import Bench, messages_for
-from plugin_server import aio, logs
+from plugin_server import aio, gc_policy, logs
+from plugin_server.config import Settings
 from plugin_server.embedded.stack import EmbeddedStack
 
 
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     logs.configure("warning")
+    gc_policy.configure(Settings.from_env({}).gc_gen0_threshold)  # as the server process does (runner.serve)
     names = ("DATABASE_URL", "REDIS_URL", "KAFKA_HOSTS", "CLICKHOUSE_URL")
     if all(os.environ.get(n) for n in names):
         profile = trio.run(profiled_drain, {n: os.environ[n] for n in names}, args.events)

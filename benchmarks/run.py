@@ -33,7 +33,7 @@ import psutil
 import trio
 
 from benchmarks import report, skeleton, vm_overhead
-from plugin_server import aio, logs, synth
+from plugin_server import aio, gc_policy, logs, synth
 from plugin_server.config import Settings
 from plugin_server.embedded.stack import EmbeddedStack
 from plugin_server.migrations import migrate_clickhouse, migrate_postgres
@@ -400,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="where results go")
     args = parser.parse_args(argv)
     logs.configure("warning")
+    gc_policy.configure(Settings.from_env({}).gc_gen0_threshold)  # as the server process does (runner.serve)
     sizes = QUICK if args.quick else FULL
     names = ("DATABASE_URL", "REDIS_URL", "KAFKA_HOSTS", "CLICKHOUSE_URL")
     if all(os.environ.get(n) for n in names):

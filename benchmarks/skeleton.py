@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 import trio
 
-from plugin_server import aio, synth
+from plugin_server import aio, gc_policy, synth
 from plugin_server.config import Settings
 from plugin_server.embedded.stack import EmbeddedStack
 from plugin_server.migrations import migrate_clickhouse, migrate_postgres
@@ -137,6 +137,7 @@ def run() -> None:
     from plugin_server import logs
 
     logs.configure("warning")
+    gc_policy.configure(Settings.from_env({}).gc_gen0_threshold)  # as the server process does (runner.serve)
     names = ("DATABASE_URL", "REDIS_URL", "KAFKA_HOSTS", "CLICKHOUSE_URL")
     if all(os.environ.get(n) for n in names):
         print(json.dumps(trio.run(main, args.events, {n: os.environ[n] for n in names})))

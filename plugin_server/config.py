@@ -175,6 +175,12 @@ class Settings:
     plugins_reload_pubsub_channel: str = setting(
         "reload-plugins", str, "Redis channel whose messages make every process reload plugins."
     )
+    gc_gen0_threshold: int = setting(
+        50_000,
+        _int(0, 10_000_000),
+        "Allocations between the garbage collector's youngest collections (0: Python's default, 700). "
+        "See plugin_server/gc_policy.py.",
+    )
     ingestion_batch_size: int = setting(2000, _int(1, 100_000), "Most messages taken from Kafka per batch.")
     ingestion_batch_wait_ms: int = setting(
         50, _int(0, 60_000), "Longest wait for a batch to fill before processing what arrived."

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from plugin_server import aio, logs
+from plugin_server import aio, gc_policy, logs
 from plugin_server.server import Server, ServerHandle
 
 log = logs.get(__name__)
@@ -24,7 +24,10 @@ async def serve(
     on_ready: Callable[[ServerHandle], Awaitable[None]] | None = None,
     on_stopping: Callable[[], None] | None = None,
 ) -> None:
-    """Run `server` under the current trio-asyncio loop until it stops by a signal or on its own."""
+    """Run `server` under the current trio-asyncio loop until it stops by a signal or on its own.
+    As the root of a process it also sets the process's garbage-collector policy (gc_policy)."""
+    gen0 = server.settings.gc_gen0_threshold
+    gc_policy.configure(gen0)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -49,6 +52,8 @@ async def serve(
 
                 @staticmethod
                 def started(handle: ServerHandle) -> None:
+                    if gen0 > 0:
+                        gc_policy.freeze()
                     if on_ready is not None:
                         nursery.start_soon(on_ready, handle)
 

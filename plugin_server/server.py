@@ -129,6 +129,10 @@ class Server:
         self._scope = trio.CancelScope()
         self.state = ServerState(max_stale_seconds=settings.healthcheck_max_stale_seconds)
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
     def request_stop(self) -> None:
         """Stop gracefully; during start-up, when nothing has been consumed yet, stop at once."""
         self.state.stopping = True

@@ -103,11 +103,12 @@ class KeyState:
     A plain slotted class for the same reason as Op: a pageview adds about a dozen operations,
     and a frozen dataclass's __init__ cost more than `add` itself. Treat instances as immutable."""
 
-    __slots__ = ("last", "once")
+    __slots__ = ("last", "once", "_json")
 
     def __init__(self, last: Op | None = None, once: tuple[Op, ...] = ()) -> None:
         self.last = last
         self.once = once
+        self._json: dict[str, Any] | None = None  # to_json's result: most keys are unchanged between writes
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, KeyState):
@@ -133,13 +134,16 @@ class KeyState:
             return KeyState(last=op, once=tuple(o for o in self.once if op < o))
         once = self.once
         if not once or once[-1] < op:  # the usual case: a later event than every kept one
-            at = len(once)
-            if at >= MAX_SET_ONCE and not (once[-1].same_value(once[-2]) and once[-2].same_value(op)):
-                return self  # _compact would drop it again: nothing changes
-        else:
-            at = bisect.bisect_left(once, op)
-            if at < len(once) and once[at] == op:
-                return self
+            # What _compact does to an operation appended at the end, without building a list:
+            # it extends a run of one value (the run's last moves to it), or is simply appended
+            # while there is room, or is dropped.
+            n = len(once)
+            if n >= 2 and once[-1].same_value(op) and once[-2].same_value(op):
+                return KeyState(self.last, (*once[:-1], op))
+            return KeyState(self.last, (*once, op)) if n < MAX_SET_ONCE else self
+        at = bisect.bisect_left(once, op)
+        if at < len(once) and once[at] == op:
+            return self
         return KeyState(last=self.last, once=_compact((*once[:at], op, *once[at:]), at))
 
     def merge(self, other: KeyState) -> KeyState:
@@ -152,12 +156,16 @@ class KeyState:
         return self.once if self.last is None else (self.last, *self.once)
 
     def to_json(self) -> dict[str, Any]:
+        """The key's `properties_last_operation` entry. Cached: treat it as read-only."""
+        if self._json is not None:
+            return self._json
         # A `set` value is not repeated here: it is the value in the `properties` column.
         entry: dict[str, Any] = {"op": "set_once"}
         if self.last is not None:
             entry = {"op": _OP_NAMES[self.last.rank], "ts": _iso(self.last.ts), "tb": self.last.tiebreak}
         if self.once:
             entry["once"] = [[_iso(o.ts), o.tiebreak, o.value] for o in self.once]
+        self._json = entry
         return entry
 
 
@@ -176,13 +184,19 @@ _NO_KEY = KeyState()
 
 @dataclass(frozen=True)
 class PropertyState:
-    """The per-key states of one person. Treat `by_key` as read-only: every change returns a copy."""
+    """The per-key states of one person. Treat `by_key` and `properties` as read-only: every
+    change returns a copy."""
 
     by_key: Mapping[str, KeyState] = field(default_factory=dict)
+    # `properties`, when already known (apply_event derives it from the previous state's).
+    _properties: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def properties(self) -> dict[str, Any]:
-        return {name: op.value for name, s in self.by_key.items() if (op := s.deciding()) is not None}
+        if self._properties is None:
+            properties = {name: op.value for name, s in self.by_key.items() if (op := s.deciding()) is not None}
+            object.__setattr__(self, "_properties", properties)
+        return self._properties  # type: ignore[return-value]
 
     def to_columns(self) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
         """`(properties, properties_last_updated_at, properties_last_operation)`, all JSON-ready.
@@ -223,7 +237,7 @@ class PropertyState:
         return cls(by_key)
 
 
-EMPTY = PropertyState()
+EMPTY = PropertyState({}, {})
 
 
 def apply_event(
@@ -239,21 +253,37 @@ def apply_event(
     `properties` changed. Non-object `$set`/`$set_once` and a non-list, non-object `$unset`
     are ignored."""
     ts = _utc(timestamp)
-    ops = [
-        *((name, Op(ts, tiebreak, SET_ONCE, v)) for name, v in _items(set_once)),
-        *((name, Op(ts, tiebreak, SET, v)) for name, v in _items(set)),
-        *((name, Op(ts, tiebreak, UNSET)) for name in _unset_keys(unset)),
-    ]
-    if not ops:
+    before = state.by_key
+    by_key: dict[str, KeyState] | None = None  # copied on the first change
+    touched: dict[str, None] = {}
+    for rank, updates in ((SET_ONCE, _items(set_once)), (SET, _items(set)), (UNSET, _unset_pairs(unset))):
+        for name, value in updates:
+            current = (before if by_key is None else by_key).get(name, _NO_KEY)
+            added = current.add(Op(ts, tiebreak, rank, value))
+            if added is not current:
+                if by_key is None:
+                    by_key = dict(before)
+                by_key[name] = added
+                touched[name] = None
+    if by_key is None:
         return state, False
-    by_key = dict(state.by_key)
-    for name, op in ops:
-        by_key[name] = by_key.get(name, _NO_KEY).add(op)
-    touched = {name for name, _ in ops if by_key[name] is not state.by_key.get(name)}
-    if not touched:
-        return state, False
-    changed = any(_differs(state.by_key.get(name, _NO_KEY), by_key[name]) for name in touched)
-    return PropertyState(by_key), changed
+    # `properties` follows from the previous state's, when that is known, for the keys that changed.
+    properties = state._properties
+    changed = False
+    for name in touched:
+        after = by_key[name]
+        if not _differs(before.get(name, _NO_KEY), after):
+            continue
+        if not changed:
+            changed = True
+            properties = None if properties is None else dict(properties)
+        if properties is not None:
+            op = after.deciding()
+            if op is None:
+                properties.pop(name, None)
+            else:
+                properties[name] = op.value
+    return PropertyState(by_key, properties), changed
 
 
 def initial(
@@ -332,6 +362,10 @@ def _unset_keys(unset: Any) -> list[str]:
     if isinstance(unset, list):
         return [k for k in unset if isinstance(k, str)]
     return []
+
+
+def _unset_pairs(unset: Any) -> list[tuple[str, None]]:
+    return [(name, None) for name in _unset_keys(unset)] if unset else []
 
 
 def _utc(timestamp: dt.datetime) -> dt.datetime:

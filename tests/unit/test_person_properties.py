@@ -385,6 +385,18 @@ def test_changed_is_true_exactly_when_properties_change(events, start):
 
 
 @settings(max_examples=300, deadline=None)
+@given(events=streams(), start=STARTS, compaction=st.booleans())
+def test_properties_carried_from_the_previous_state_equal_properties_recomputed(events, start, compaction):
+    """apply_event derives `properties` from the previous state's for the keys that changed."""
+    state = start_state(start)
+    for e in events:
+        if compaction:  # the same value again and again: runs compact
+            e = Ev(ts=e.ts, uuid=e.uuid, set=e.set, set_once=dict.fromkeys(e.set_once, "same"), unset=e.unset)
+        state, _ = apply(state, e)
+        assert strict(state.properties) == strict(PropertyState(state.by_key).properties)
+
+
+@settings(max_examples=300, deadline=None)
 @given(events=streams(), data=st.data())
 def test_merge_of_two_folded_parts_equals_the_fold_of_the_whole(events, data):
     sides = data.draw(st.lists(st.booleans(), min_size=len(events), max_size=len(events)))
