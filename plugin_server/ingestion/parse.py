@@ -7,6 +7,7 @@ we cannot make an event of is a DeadLetter with a reason from `Reason`.
 from __future__ import annotations
 
 import json
+import re
 import uuid as uuid_lib
 from typing import Any
 
@@ -20,6 +21,8 @@ MAX_EVENT_NAME_LENGTH = 200
 # Properties larger than this are refused: past it a row no longer fits Kafka's default message
 # size (1 MB), and no analytics question needs one event to carry that much.
 MAX_PROPERTIES_BYTES = 900_000
+# A uuid already in its canonical text (what every SDK sends) is used as is: str(UUID(x)) == x.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class Reason:
@@ -61,6 +64,13 @@ def normalize_distinct_id(value: Any) -> str | None:
     return text
 
 
+def _canonical_uuid(value: Any) -> str | None:
+    try:
+        return str(uuid_lib.UUID(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def parse_message(value: bytes | None, source: Source) -> Ok[PipelineEvent] | DeadLetter:
     if not value:
         return DeadLetter(Reason.EMPTY, "message has no value")
@@ -95,10 +105,7 @@ def parse_message(value: bytes | None, source: Source) -> Ok[PipelineEvent] | De
         return DeadLetter(Reason.NO_TOKEN, "message has neither token nor team_id")
 
     raw_uuid = merged.get("uuid")
-    try:
-        event_uuid = str(uuid_lib.UUID(raw_uuid)) if isinstance(raw_uuid, str) else None
-    except ValueError:
-        event_uuid = None
+    event_uuid = raw_uuid if isinstance(raw_uuid, str) and _CANONICAL_UUID.fullmatch(raw_uuid) else _canonical_uuid(raw_uuid)
     if event_uuid is None:
         return DeadLetter(Reason.BAD_UUID, f"Not a valid UUID: {json.dumps(raw_uuid)[:100]}")
 

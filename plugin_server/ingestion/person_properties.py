@@ -131,7 +131,7 @@ class KeyState:
         if self.last is not None and not self.last < op:
             return self
         if op.rank != SET_ONCE:
-            return KeyState(last=op, once=tuple(o for o in self.once if op < o))
+            return KeyState(op, tuple(o for o in self.once if op < o) if self.once else ())
         once = self.once
         if not once or once[-1] < op:  # the usual case: a later event than every kept one
             # What _compact does to an operation appended at the end, without building a list:

@@ -7,6 +7,7 @@ produces each line as a message and the writer joins them again, with no re-pars
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,12 @@ def ch_datetime(value: dt.datetime) -> str:
     return value.isoformat(sep=" ", timespec="microseconds")[:26]
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _ch_created_at(value: dt.datetime) -> str:
+    """`ch_datetime` to milliseconds, for creation times: every event of a person or group repeats one."""
+    return ch_datetime(value)[:23]
+
+
 def safe_json(value: Any) -> str:
     """JSON text that is valid UTF-8: lone surrogates become their escape text (safeClickhouseString)."""
     return jsonx.dumps_str(value)
@@ -83,7 +90,7 @@ def event_rows(event: PipelineEvent, *, created_at: str) -> list[Row]:
         "created_at": created_at,
         "person_id": person.uuid if person else NO_PERSON,
         "person_properties": _person_properties(person.properties, event.properties) if person else "{}",
-        "person_created_at": ch_datetime(person.created_at)[:23] if person else NO_PERSON_CREATED_AT,
+        "person_created_at": _ch_created_at(person.created_at) if person else NO_PERSON_CREATED_AT,
         "_timestamp": event.source.timestamp_ms // 1000,  # DateTime takes unix seconds
         "_offset": event.source.offset,
         "_partition": event.source.partition,
@@ -91,7 +98,7 @@ def event_rows(event: PipelineEvent, *, created_at: str) -> list[Row]:
     for group in event.groups:
         row[f"$group_{group.index}"] = group.key
         row[f"group{group.index}_properties"] = jsonx.dumps_str(group.properties)
-        row[f"group{group.index}_created_at"] = ch_datetime(group.created_at)[:23] if group.created_at else NO_PERSON_CREATED_AT
+        row[f"group{group.index}_created_at"] = _ch_created_at(group.created_at) if group.created_at else NO_PERSON_CREATED_AT
     rows = [Row(EVENTS_TABLE, jsonx.dumps(row), event.uuid.encode())]
     rows.extend(warning_row(w, team_id=event.team_id, event=event, at=created_at) for w in event.warnings)
     return rows

@@ -141,6 +141,8 @@ def test_envelope_top_level_set_wins_over_data_top_level_set():
         ({"token": 123, "team_id": 5}, "token", None),
         ({"team_id": 5}, "team_id", 5),
         ({"uuid": UUID.upper()}, "uuid", UUID),
+        ({"uuid": "{" + UUID + "}"}, "uuid", UUID),
+        ({"uuid": "urn:uuid:" + UUID.replace("-", "")}, "uuid", UUID),
         ({"distinct_id": 42}, "distinct_id", "42"),
         ({"distinct_id": "  padded\x00 "}, "distinct_id", "padded"),
         ({"event": 123}, "event", "123"),
@@ -150,7 +152,7 @@ def test_envelope_top_level_set_wins_over_data_top_level_set():
     ],
     ids=[
         "empty-ip", "null-ip", "empty-site-url", "empty-sent-at", "null-sent-at", "now-not-string",
-        "nul-in-token", "token-not-string-with-team-id", "team-id", "uuid-canonical", "numeric-distinct-id",
+        "nul-in-token", "token-not-string-with-team-id", "team-id", "uuid-canonical", "uuid-braced", "uuid-urn", "numeric-distinct-id",
         "distinct-id-trimmed", "numeric-event", "object-event", "false-event", "zero-event",
     ],
 )  # fmt: skip
