@@ -25,6 +25,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _by_process(rss: dict[str, float] | None) -> str:
+    """`python 640, postgres 900, ...`: the biggest first, without the total."""
+    if not rss:
+        return "per process not measured"
+    parts = sorted(((mb, name) for name, mb in rss.items() if name != "total"), reverse=True)
+    return ", ".join(f"{name} {_fmt(mb)}" for mb, name in parts)
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """The results as a Markdown table: figure, value, and what it is measured against."""
     raw = summary.get("raw_ceiling_eps")
@@ -48,13 +56,15 @@ def markdown(summary: dict[str, Any]) -> str:
     for point in summary.get("person_growth") or []:
         ratio = point["eps"] / raw if raw else None
         rows.append((f"Person-heavy events/s with {point['persons']:,} persons", point["eps"], f"ratio to raw: {_fmt(ratio)}"))
-    rows.append(("Stack RSS at ~1,000 events/s (MB)", summary.get("stack_rss_mb"), "all processes"))
+    rows.append(("Stack RSS at ~1,000 events/s (MB)", summary.get("stack_rss_mb"),
+                 f"all processes: {_by_process(summary.get('stack_rss_by_process_mb'))}"))  # fmt: skip
     rows.append(("CPU seconds per million events", summary.get("cpu_s_per_million"), "all processes"))
     catchup = summary.get("catchup") or {}
     if catchup:
         eps = catchup["events"] / catchup["seconds"] if catchup.get("seconds") else None
         rows.append((f"Catch-up of {catchup['events']:,} queued events (s)", catchup.get("seconds"),
-                     f"{_fmt(eps)} events/s, peak RSS {_fmt(catchup.get('peak_rss_mb'))} MB"))  # fmt: skip
+                     f"{_fmt(eps)} events/s, peak RSS {_fmt(catchup.get('peak_rss_mb'))} MB: "
+                     f"{_by_process(catchup.get('peak_rss_by_process_mb'))}"))  # fmt: skip
     machine = summary.get("machine") or {}
     lines = [
         f"# Benchmark results ({'quick' if summary.get('quick') else 'full'} run)",

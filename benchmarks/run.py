@@ -122,7 +122,9 @@ class Bench:
             raw = await ch.query_json(f"SELECT count() AS c FROM events WHERE team_id = {int(team_id)}")
         return int(orjson.loads(raw.splitlines()[0])["c"])
 
-    async def drain(self, settings: Settings, team_id: int, events: int, *, peak: list[float] | None = None) -> float:
+    async def drain(
+        self, settings: Settings, team_id: int, events: int, *, peak: list[dict[str, float]] | None = None
+    ) -> float:
         """Run a server until the team has `events` rows in ClickHouse. Returns the ingestion rate,
         events/s from the first committed batch to the last (start-up and the group join are not
         the pipeline's speed; visibility through the writer's batches would overstate it). An
@@ -172,16 +174,25 @@ def messages_for(token: str, events: int, *, seed: int, mix: synth.Mix = synth.D
     return synth.generate(token=token, events=events, persons=max(1, events // 50), seed=seed, now=dt.datetime.now(dt.UTC), mix=mix)
 
 
-def stack_rss_mb() -> float:
-    """This process and every process it started (the embedded stack, worker processes)."""
+def stack_rss_mb() -> dict[str, float]:
+    """RSS in MB of this process and every process it started (the embedded stack, worker
+    processes), summed per process name ("python" is this process with the in-process server and
+    any worker processes), with "total". Postgres's shared buffers count once per backend."""
     me = psutil.Process()
-    total = me.memory_info().rss
-    for child in me.children(recursive=True):
+    by_name: dict[str, float] = {}
+    for process in (me, *me.children(recursive=True)):
         try:
-            total += child.memory_info().rss
+            name, rss = process.name(), process.memory_info().rss
         except psutil.Error:
-            pass
-    return round(total / 1e6, 1)
+            continue
+        by_name[name] = by_name.get(name, 0) + rss / 1e6
+    rounded = {name: round(mb, 1) for name, mb in sorted(by_name.items())}
+    return rounded | {"total": round(sum(by_name.values()), 1)}
+
+
+def peak_rss(samples: list[dict[str, float]]) -> dict[str, float] | None:
+    """The sample with the largest total."""
+    return max(samples, key=lambda s: s["total"]) if samples else None
 
 
 def cpu_seconds() -> float:
@@ -268,7 +279,7 @@ async def visibility_latency(bench: Bench, sizes: Sizes, *, rate: float) -> dict
     server = Server(settings)
     produced: dict[int, float] = {}
     seen: dict[int, float] = {}
-    rss: list[float] = []
+    rss: list[dict[str, float]] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
 
@@ -305,7 +316,7 @@ async def visibility_latency(bench: Bench, sizes: Sizes, *, rate: float) -> dict
     return {
         "p50": round(percentile(samples, 50)), "p95": round(percentile(samples, 95)), "p99": round(percentile(samples, 99)),
         "load_eps": round(rate), "events": len(samples), "lost": len(produced) - len(samples),
-        "samples_ms": [round(s) for s in samples], "rss_mb": max(rss) if rss else None,
+        "samples_ms": [round(s) for s in samples], "rss_mb": peak_rss(rss),
     }  # fmt: skip
 
 
@@ -343,8 +354,8 @@ async def person_growth(bench: Bench, sizes: Sizes) -> list[dict[str, int]]:
     return points
 
 
-async def footprint(bench: Bench, sizes: Sizes) -> float:
-    """Peak RSS of all processes while ingesting ~1,000 events/s."""
+async def footprint(bench: Bench, sizes: Sizes) -> dict[str, float] | None:
+    """Peak RSS of all processes while ingesting ~1,000 events/s, per process name and total."""
     latency = await visibility_latency(bench, Sizes(**{**sizes.__dict__, "latency_seconds": sizes.footprint_seconds}), rate=1000)
     return latency["rss_mb"]
 
@@ -352,11 +363,15 @@ async def footprint(bench: Bench, sizes: Sizes) -> float:
 async def catchup(bench: Bench, sizes: Sizes) -> dict[str, float]:
     settings, team = await bench.world("catchup")
     await bench.produce(settings, messages_for(team.api_token, sizes.catchup, seed=3))
-    peak: list[float] = []
+    samples: list[dict[str, float]] = []
     started = time.perf_counter()
-    await bench.drain(settings, team.id, sizes.catchup, peak=peak)
+    await bench.drain(settings, team.id, sizes.catchup, peak=samples)
     seconds = time.perf_counter() - started  # from the server's start: catching up includes starting
-    return {"events": sizes.catchup, "seconds": round(seconds, 1), "peak_rss_mb": max(peak) if peak else None}
+    peak = peak_rss(samples)
+    return {
+        "events": sizes.catchup, "seconds": round(seconds, 1), "peak_rss_mb": peak["total"] if peak else None,
+        "peak_rss_by_process_mb": peak,
+    }  # fmt: skip
 
 
 async def run_all(urls: dict[str, str], sizes: Sizes, quick: bool) -> dict[str, Any]:
@@ -382,7 +397,9 @@ async def run_all(urls: dict[str, str], sizes: Sizes, quick: bool) -> dict[str, 
         step("person growth")
         summary["person_growth"] = await person_growth(bench, sizes)
         step("footprint")
-        summary["stack_rss_mb"] = await footprint(bench, sizes)
+        rss = await footprint(bench, sizes)
+        summary["stack_rss_mb"] = rss["total"] if rss else None
+        summary["stack_rss_by_process_mb"] = rss
         step("catch-up")
         summary["catchup"] = await catchup(bench, sizes)
     summary["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}

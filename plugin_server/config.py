@@ -176,7 +176,7 @@ class Settings:
         "reload-plugins", str, "Redis channel whose messages make every process reload plugins."
     )
     gc_gen0_threshold: int = setting(
-        50_000,
+        100_000,
         _int(0, 10_000_000),
         "Allocations between the garbage collector's youngest collections (0: Python's default, 700). "
         "See plugin_server/gc_policy.py.",

@@ -12,8 +12,10 @@ SUMMARY = {
     "latency_ms": {"p50": 350, "p95": 800, "p99": 1200, "load_eps": 1500, "samples_ms": [300, 350, 1200]},
     "vm_overhead": {"plain_ns": 200, "sandboxed_ns": 20000, "ratio": 100.0},
     "person_growth": [{"persons": 10000, "eps": 2900}, {"persons": 100000, "eps": 2700}],
-    "stack_rss_mb": 900.5, "cpu_s_per_million": 600.0,
-    "catchup": {"events": 50000, "seconds": 20.0, "peak_rss_mb": 1000.0},
+    "stack_rss_mb": 900.5, "stack_rss_by_process_mb": {"python": 600.5, "postgres": 280.0, "tansu": 20.0, "total": 900.5},
+    "cpu_s_per_million": 600.0,
+    "catchup": {"events": 50000, "seconds": 20.0, "peak_rss_mb": 1000.0,
+                "peak_rss_by_process_mb": {"tansu": 500.0, "python": 500.0, "total": 1000.0}},
     "machine": {"cores": 2, "python": "3.11.7"},
 }  # fmt: skip
 
@@ -28,13 +30,15 @@ def test_markdown_reports_each_figure_with_its_baseline():
     assert text.startswith("# Benchmark results (quick run)")
     for fragment in ("| Raw ceiling, direct sink (events/s) | 30,000 | baseline |", "ratio to raw: 0.100",
                      "scaling: 1.700x", "350 / 800 / 1,200", "at 1,500 events/s", "100,000 persons | 2,700",
-                     "2,500 events/s, peak RSS 1,000 MB", "plain Python 200 ns: 100x"):  # fmt: skip
+                     "2,500 events/s, peak RSS 1,000 MB: tansu 500, python 500", "plain Python 200 ns: 100x",
+                     "all processes: python 600, postgres 280, tansu 20"):  # fmt: skip
         assert fragment in text, fragment
 
 
 def test_markdown_copes_with_missing_figures():
     text = markdown({"machine": {"cores": 2, "python": "3.11"}})
     assert "| End to end, 1 process (events/s) | n/a |" in text
+    assert "all processes: per process not measured" in text
 
 
 def test_write_produces_json_and_markdown(tmp_path):

@@ -43,7 +43,7 @@ def test_freeze_moves_the_start_up_heap_to_the_permanent_generation():
 
 
 def test_the_setting_defaults_to_the_raised_threshold_and_refuses_negative_values():
-    assert Settings.from_env({}).gc_gen0_threshold == 50_000
+    assert Settings.from_env({}).gc_gen0_threshold == 100_000
     assert Settings.from_env({"GC_GEN0_THRESHOLD": "0"}).gc_gen0_threshold == 0
     with pytest.raises(ConfigError, match="GC_GEN0_THRESHOLD"):
         Settings.from_env({"GC_GEN0_THRESHOLD": "-1"})
