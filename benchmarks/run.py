@@ -119,8 +119,7 @@ class Bench:
 
     async def count_events(self, settings: Settings, team_id: int) -> int:
         async with open_clickhouse(settings.clickhouse_url) as ch:
-            raw = await ch.query_json(f"SELECT count() AS c FROM events WHERE team_id = {int(team_id)}")
-        return int(orjson.loads(raw.splitlines()[0])["c"])
+            return await events_of(ch, team_id)
 
     async def drain(
         self, settings: Settings, team_id: int, events: int, *, peak: list[dict[str, float]] | None = None
@@ -160,8 +159,7 @@ class Bench:
                     if done >= expected and last is None:
                         last = (now, done)
                     if last is not None:
-                        raw = await ch.query_json(f"SELECT count() AS c FROM events WHERE team_id = {int(team_id)}")
-                        if int(orjson.loads(raw.splitlines()[0])["c"]) >= events:
+                        if await events_of(ch, team_id) >= events:
                             break
                     await trio.sleep(DRAIN_POLL_SECONDS if in_process else 10 * DRAIN_POLL_SECONDS)
             server.request_stop()
@@ -169,6 +167,12 @@ class Bench:
         if ended - started < 0.2 or at_end <= at_start:
             raise RuntimeError(f"the drain was too fast to measure ({at_end - at_start} events in {ended - started:.3f} s)")
         return (at_end - at_start) / (ended - started)
+
+async def events_of(ch: Any, team_id: int) -> int:
+    """Rows of the team in ClickHouse's events table."""
+    raw = await ch.query_json(f"SELECT count() AS c FROM events WHERE team_id = {int(team_id)}")
+    return int(orjson.loads(raw.splitlines()[0])["c"])
+
 
 def messages_for(token: str, events: int, *, seed: int, mix: synth.Mix = synth.DEFAULT_MIX) -> Any:
     return synth.generate(token=token, events=events, persons=max(1, events // 50), seed=seed, now=dt.datetime.now(dt.UTC), mix=mix)

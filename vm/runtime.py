@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import time
 import uuid as uuid_lib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,8 +226,9 @@ class PluginRuntime:
             await self._config_failed(row, target, f"could not load: {exc}", exc)
             return None
         loaded = LoadedConfig(row, instance, self._meta(row, config, target, instance), target, self._logs, self._timeout)
-        with contextlib.suppress(PluginServerError):
-            await self._store.set_capabilities(row.plugin_id, instance.capabilities())
+        await self._best_effort(
+            "record plugin capabilities", row.config_id, lambda: self._store.set_capabilities(row.plugin_id, instance.capabilities())
+        )
         await self._setup(loaded)
         return loaded
 
@@ -275,8 +276,7 @@ class PluginRuntime:
             return
         loaded.ready = True
         loaded.log("SYSTEM", "INFO", f"Plugin loaded (instance ID {loaded.target.instance_id}).")
-        with contextlib.suppress(PluginServerError):
-            await self._store.set_error(loaded.row.config_id, None)
+        await self._record_errors({loaded.row.config_id: None})
 
     async def _setup_failed(self, loaded: LoadedConfig, exc: Exception) -> None:
         PLUGIN_ERRORS.labels(str(loaded.row.config_id), "setup_plugin").inc()
@@ -287,8 +287,7 @@ class PluginRuntime:
         delay = SETUP_FIRST_DELAY * 2 ** (attempts - 1)
         loaded.next_setup = trio.current_time() + delay
         loaded.log("PLUGIN", "ERROR", f"setup_plugin failed (attempt {attempts}), retrying in {delay:g} s: {exc}")
-        with contextlib.suppress(PluginServerError):
-            await self._store.set_error(loaded.row.config_id, error_record(exc))
+        await self._record_errors({loaded.row.config_id: error_record(exc)})
 
     async def _retry_setups(self) -> None:
         while True:
@@ -302,17 +301,16 @@ class PluginRuntime:
         PLUGIN_ERRORS.labels(str(row.config_id), "load").inc()
         self._logs.write(target, "SYSTEM", "ERROR", message)
         log.warning("plugin config not loaded", plugin_config_id=row.config_id, error=str(exc))
-        with contextlib.suppress(PluginServerError):
-            await self._store.set_error(row.config_id, error_record(exc))
+        await self._record_errors({row.config_id: error_record(exc)})
 
     async def _disable(self, loaded: LoadedConfig, reason: str) -> None:
         loaded.disabled = True
         loaded.log("SYSTEM", "ERROR", f"Disabling plugin config {loaded.label}: {reason}")
         log.warning("plugin config disabled", plugin_config_id=loaded.row.config_id, reason=reason)
         PLUGIN_DISABLED.labels(reason.split(":", 1)[0][:60]).inc()
-        with contextlib.suppress(PluginServerError):
-            await self._store.disable(loaded.row.config_id)
-            await self._store.set_error(loaded.row.config_id, {"message": reason, "time": _now_iso(), "name": "Disabled"})
+        config_id = loaded.row.config_id
+        await self._best_effort("disable the plugin config", config_id, lambda: self._store.disable(config_id))
+        await self._record_errors({config_id: {"message": reason, "time": _now_iso(), "name": "Disabled"}})
 
     async def _teardown(self, configs: list[LoadedConfig]) -> None:
         for loaded in configs:
@@ -418,10 +416,9 @@ class PluginRuntime:
                         nursery.start_soon(self._run_async_config, config, team_events, report)
         for config, batch in report.retries:
             await self._enqueue_export_retry(config, batch, jobs, retries_so_far=0)
-        for config_id, error in report.errors.items():
+        for config_id in report.errors:
             PLUGIN_ERRORS.labels(str(config_id), "async").inc()
-            with contextlib.suppress(PluginServerError):
-                await self._store.set_error(config_id, error)
+        await self._record_errors(report.errors)
         return report
 
     async def _run_async_config(self, config: LoadedConfig, events: list[dict[str, Any]], report: AsyncReport) -> None:
@@ -456,11 +453,23 @@ class PluginRuntime:
         by_id = {c.row.config_id: c for c in chain}
         for config_id, count in report.error_counts.items():
             PLUGIN_ERRORS.labels(str(config_id), "process_event").inc(count)
-        for config_id, error in report.errors.items():
-            with contextlib.suppress(PluginServerError):
-                await self._store.set_error(config_id, error)
+        await self._record_errors(report.errors)
         for config_id, reason in report.disable.items():
             await self._disable(by_id[config_id], reason)
+
+    async def _record_errors(self, errors: dict[int, dict[str, Any] | None]) -> None:
+        """The last error of each config on `posthog_pluginconfig.error` (None clears it)."""
+        for config_id, error in errors.items():
+            await self._best_effort("record the plugin error", config_id, lambda c=config_id, e=error: self._store.set_error(c, e))
+
+    @staticmethod
+    async def _best_effort(what: str, config_id: int, write: Callable[[], Awaitable[Any]]) -> None:
+        """A bookkeeping write to Postgres that must not fail the batch or the load: the event
+        it records is already logged and counted. A failure is logged, not raised."""
+        try:
+            await write()
+        except PluginServerError as exc:
+            log.warning(f"could not {what}", plugin_config_id=config_id, error=str(exc))
 
 
 def _fresh(fn: Callable[[], Any]) -> Callable[[], Any]:
