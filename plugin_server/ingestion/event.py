@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,17 @@ class PipelineEvent:
     groups: tuple[GroupView, ...] = ()
     warnings: tuple[IngestionWarning, ...] = field(default=())
 
+    @classmethod
+    def parsed(cls, **fields: Any) -> PipelineEvent:
+        """`PipelineEvent(**fields)` for the parse step, without the frozen __init__'s
+        `object.__setattr__` per field (3.5 µs per event, the largest single cost of parsing)."""
+        names = fields.keys()
+        if not (_REQUIRED <= names <= _ALL):
+            raise TypeError(f"PipelineEvent: missing {sorted(_REQUIRED - names)}, unknown {sorted(names - _ALL)}")
+        new = object.__new__(cls)
+        object.__setattr__(new, "__dict__", {**_DEFAULTS, **fields})
+        return new
+
     def evolve(self, **changes: Any) -> PipelineEvent:
         """A copy with `changes` (dataclasses.replace, without its per-call introspection)."""
         new = object.__new__(PipelineEvent)
@@ -91,3 +103,6 @@ class PipelineEvent:
         return f"{self.team_id if self.team_id is not None else self.token}:{self.distinct_id}"
 
 
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PipelineEvent) if f.default is not dataclasses.MISSING}
+_ALL = frozenset(f.name for f in dataclasses.fields(PipelineEvent))
+_REQUIRED = _ALL - _DEFAULTS.keys()

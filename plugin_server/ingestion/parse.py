@@ -138,7 +138,7 @@ def parse_message(value: bytes | None, source: Source) -> Ok[PipelineEvent] | De
 
     now = merged.get("now")
     return Ok(
-        PipelineEvent(
+        PipelineEvent.parsed(
             source=source,
             raw=value,
             uuid=event_uuid,

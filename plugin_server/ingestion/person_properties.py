@@ -128,12 +128,14 @@ class KeyState:
         return self.once[0] if self.once else None
 
     def add(self, op: Op) -> KeyState:
-        if self.last is not None and not self.last < op:
+        # `x._order < op._order` first: Op.__lt__ (a Python call) only decides the rare ties.
+        last = self.last
+        if last is not None and not (last._order < op._order or last < op):
             return self
         if op.rank != SET_ONCE:
             return KeyState(op, tuple(o for o in self.once if op < o) if self.once else ())
         once = self.once
-        if not once or once[-1] < op:  # the usual case: a later event than every kept one
+        if not once or once[-1]._order < op._order or once[-1] < op:  # usually: later than every kept one
             # What _compact does to an operation appended at the end, without building a list:
             # it extends a run of one value (the run's last moves to it), or is simply appended
             # while there is room, or is dropped.

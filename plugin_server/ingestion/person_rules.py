@@ -33,6 +33,10 @@ _INITIAL_AND_LAST_KEYS = ("$app_build", "$app_name", "$app_namespace", "$app_ver
                           "$browser_version", "$device_type", "$current_url", "$pathname", "$os",
                           "$referring_domain", "$referrer")  # fmt: skip
 _NO_PERSON_PROPERTIES_EVENTS = frozenset({"$snapshot", "$performance_event"})
+# (event property, person property it feeds), in PostHog's order; names built once, not per event.
+_SET_NAMES = (*((k, k) for k in _CAMPAIGN_KEYS), *((k, "$last_" + k.replace("$", "", 1)) for k in _INITIAL_AND_LAST_KEYS))
+_SET_ONCE_NAMES = tuple((k, "$initial_" + k.replace("$", "", 1)) for k in (*_CAMPAIGN_KEYS, *_INITIAL_AND_LAST_KEYS))
+_INITIAL_SOURCES = frozenset(k for k, _ in _SET_ONCE_NAMES)
 
 MAX_ELEMENT_TEXT = 400
 MAX_ELEMENT_HREF = 2048
@@ -59,15 +63,11 @@ def initial_and_last_properties(event: str, properties: dict[str, Any]) -> dict[
     """
     if event in _NO_PERSON_PROPERTIES_EVENTS:
         return properties
-    to_set = {key: properties[key] for key in _CAMPAIGN_KEYS if key in properties}
-    to_set |= {f"$last_{_strip_dollar(k)}": properties[k] for k in _INITIAL_AND_LAST_KEYS if k in properties}
-    to_set_once = {
-        f"$initial_{_strip_dollar(k)}": properties[k]
-        for k in (*_CAMPAIGN_KEYS, *_INITIAL_AND_LAST_KEYS)
-        if k in properties
-    }
-    if not to_set_once:
+    present = _INITIAL_SOURCES.intersection(properties)
+    if not present:
         return properties
+    to_set = {name: properties[key] for key, name in _SET_NAMES if key in present}
+    to_set_once = {name: properties[key] for key, name in _SET_ONCE_NAMES if key in present}
     return {**properties, "$set": {**_object(properties.get("$set")), **to_set},
             "$set_once": {**_object(properties.get("$set_once")), **to_set_once}}  # fmt: skip
 
@@ -158,10 +158,6 @@ def _js_entry_order(key: str) -> tuple[Any, ...]:
     if key.isdecimal() and key.isascii() and (key == "0" or key[0] != "0") and int(key) < 2**32 - 1:
         return (0, int(key))
     return (1, _locale_order(key))
-
-
-def _strip_dollar(key: str) -> str:
-    return key.replace("$", "", 1)
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -383,3 +383,15 @@ def test_nul_is_removed_from_properties_and_elements_chain_is_extracted():
     value = envelope(data={"event": "e", "properties": {"a\x00": "x\x00y", "$elements_chain": "a:nth-child=1"}})
     result = parse_message(value, SOURCE)
     assert result.value.properties == {"a": "xy"} and result.value.elements_chain == "a:nth-child=1"
+
+
+def test_the_fast_constructor_builds_what_the_dataclass_builds():
+    from plugin_server.ingestion.event import PipelineEvent
+
+    fields = {"source": SOURCE, "raw": b"{}", "uuid": UUID, "distinct_id": "d", "event": "e", "properties": {"a": 1},
+              "now": "", "token": "t"}  # fmt: skip
+    assert PipelineEvent.parsed(**fields) == PipelineEvent(**fields)
+    with pytest.raises(TypeError, match=r"missing \['distinct_id'"):
+        PipelineEvent.parsed(**{k: v for k, v in fields.items() if k != "distinct_id"})
+    with pytest.raises(TypeError, match=r"unknown \['bogus'\]"):
+        PipelineEvent.parsed(**fields, bogus=1)
