@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -352,3 +353,17 @@ async def test_a_hot_distinct_id_costs_one_write_per_batch_and_keeps_its_order(w
     last = {others[i % 150]: i for i in range(1000) if i % 10}
     for distinct_id in list(last)[:20]:
         assert (await world.person(distinct_id)).properties == {"v": last[distinct_id]}
+
+
+async def test_update_many_returns_what_postgres_now_holds_and_skips_stale_versions(world):
+    from plugin_server.storage.persons import PersonColumns
+
+    await world.run(world.message("$pageview", "fresh"), world.message("$pageview", "stale"))
+    fresh, stale = await world.person("fresh"), await world.person("stale")
+    later = T0 + dt.timedelta(hours=1)
+    columns = PersonColumns({"a": [1, {"b": "ü"}]}, {"a": "2024-05-01T13:00:00.000000Z"}, {"a": {"op": "set"}}, True, later)
+    stale_read = dataclasses.replace(stale, version=stale.version - 1)  # another worker wrote it since
+    written = await world.store.update_many([(fresh, columns), (stale_read, columns)])
+    assert list(written) == [fresh.id]
+    assert written[fresh.id] == await world.person("fresh")
+    assert (await world.person("stale")) == stale  # untouched
