@@ -15,7 +15,6 @@ from plugin_server.ingestion.dead_letter import (
     REJECTED_BY_CLICKHOUSE,
     rejected_row_message,
 )
-from plugin_server.ingestion import jsonx
 from plugin_server.ingestion.pipeline import BatchOutput, IngestionPipeline
 from plugin_server.ingestion.row import EVENTS_TABLE
 from plugin_server.sinks import Sink
@@ -81,7 +80,7 @@ class IngestionHandler:
             return []
         records = []
         for _, row in rows:
-            if row.table == EVENTS_TABLE and runtime.wants_async(jsonx.loads(row.line)["team_id"]):
+            if row.table == EVENTS_TABLE and row.team_id is not None and runtime.wants_async(row.team_id):
                 records.append(Record(topic, row.line, row.key))
         return records
 

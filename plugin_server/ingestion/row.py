@@ -55,6 +55,7 @@ class Row:
     table: str
     line: bytes  # one JSON object, no newline
     key: bytes | None = None  # Kafka key when produced (the event uuid, as PostHog)
+    team_id: int | None = None  # of an events row built here (not read back from a topic)
 
 
 def ch_datetime(value: dt.datetime) -> str:
@@ -99,7 +100,7 @@ def event_rows(event: PipelineEvent, *, created_at: str) -> list[Row]:
         row[f"$group_{group.index}"] = group.key
         row[f"group{group.index}_properties"] = jsonx.dumps_str(group.properties)
         row[f"group{group.index}_created_at"] = _ch_created_at(group.created_at) if group.created_at else NO_PERSON_CREATED_AT
-    rows = [Row(EVENTS_TABLE, jsonx.dumps(row), event.uuid.encode())]
+    rows = [Row(EVENTS_TABLE, jsonx.dumps(row), event.uuid.encode(), event.team_id)]
     rows.extend(warning_row(w, team_id=event.team_id, event=event, at=created_at) for w in event.warnings)
     return rows
 

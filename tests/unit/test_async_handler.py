@@ -53,3 +53,31 @@ async def test_without_async_plugins_a_batch_is_acknowledged_unread():
     before = ASYNC_SKIPPED._value.get()
     await AsyncHandler(runtime=runtime, jobs=None)([message(0, b"not json"), message(1, row(5, "a"))])
     assert runtime.ran == [] and ASYNC_SKIPPED._value.get() == before
+
+
+# --- the direct sink's side: which durable rows the ingestion worker produces for the async side
+
+
+def test_the_ingestion_worker_forwards_event_rows_of_teams_with_async_plugins_without_parsing_them():
+    from plugin_server.ingestion.event import Source
+    from plugin_server.ingestion.row import EVENTS_TABLE, PERSON_TABLE, Row
+    from workers.ingestion import IngestionHandler
+
+    source = Source("events", 0, 1, 0)
+    rows = [
+        (source, Row(EVENTS_TABLE, b"not even json: the team travels with the row", b"u1", 5)),
+        (source, Row(EVENTS_TABLE, row(6, "other team"), b"u2", 6)),
+        (source, Row(PERSON_TABLE, b"{}", b"p", None)),
+        (source, Row(EVENTS_TABLE, row(5, "read back from a topic"), b"u3", None)),  # no team: not forwarded
+    ]
+
+    def forwarded(teams: set[int]) -> list[bytes]:
+        handler = IngestionHandler(pipeline=None, sink=None, producer=None, dead_letter_topic="dlq",
+                                   async_events=("events_json", Runtime(teams)))  # fmt: skip
+        records = handler._async_records(rows)
+        assert all(r.topic == "events_json" for r in records)
+        return [r.key for r in records]
+
+    assert forwarded({5}) == [b"u1"]
+    assert forwarded({5, 6}) == [b"u1", b"u2"]
+    assert forwarded(set()) == []
