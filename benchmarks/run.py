@@ -39,7 +39,7 @@ from plugin_server.embedded.stack import EmbeddedStack
 from plugin_server.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.server import Server
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import Record, committed_offsets, ensure_topics, open_consumer, open_producer
+from plugin_server.storage.kafka import Record, ensure_topics, open_consumer, open_offsets_reader, open_producer
 from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
@@ -128,14 +128,16 @@ class Bench:
         events/s from the first committed batch to the last (start-up and the group join are not
         the pipeline's speed; visibility through the writer's batches would overstate it). An
         in-process consumer reports its commits itself; worker processes are read from the group's
-        committed offsets, polled sparingly (each poll is a Kafka client in this process)."""
+        committed offsets, polled sparingly through one client."""
         partitions = [(settings.kafka_consumption_topic, p) for p in range(BENCH_PARTITIONS)]
+        async with open_offsets_reader(hosts=settings.kafka_hosts, group_id=settings.kafka_consumer_group) as reader:
+            return await self._drain(settings, team_id, events, peak, lambda: reader.committed(partitions))
 
+    async def _drain(
+        self, settings: Settings, team_id: int, events: int, peak: list[dict[str, float]] | None, read: Any
+    ) -> float:
         async def committed() -> int:
-            offsets = await committed_offsets(
-                hosts=settings.kafka_hosts, group_id=settings.kafka_consumer_group, partitions=partitions
-            )
-            return sum(v or 0 for v in offsets.values())
+            return sum(v or 0 for v in (await read()).values())
 
         base = await committed()
         expected = events - self._baseline  # new messages this drain consumes

@@ -413,25 +413,45 @@ async def committed_offsets(
     *, hosts: str, group_id: str, partitions: Iterable[tuple[str, int]]
 ) -> dict[tuple[str, int], int | None]:
     """(topic, partition) -> the offset `group_id` committed (the next one it reads), or None if it
-    never committed there. Reads only: the consumer subscribes to nothing, so it never joins the
-    group (no rebalance of the running members) and never commits."""
-    wanted = [aiokafka.TopicPartition(t, p) for t, p in partitions]
+    never committed there. One client for one read; `open_offsets_reader` keeps one open."""
+    wanted = list(partitions)
+    if not wanted:
+        return {}
+    async with open_offsets_reader(hosts=hosts, group_id=group_id) as reader:
+        return await reader.committed(wanted)
+
+
+class OffsetsReader:
+    """Reads a group's committed offsets. Reads only: the client subscribes to nothing, so it
+    never joins the group (no rebalance of the running members) and never commits."""
+
+    def __init__(self, consumer: aiokafka.AIOKafkaConsumer, group_id: str) -> None:
+        self._consumer = consumer
+        self._group_id = group_id
+
+    async def committed(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        wanted = [aiokafka.TopicPartition(t, p) for t, p in partitions]
+
+        async def fetch(consumer: aiokafka.AIOKafkaConsumer) -> dict[tuple[str, int], int | None]:
+            return {(tp.topic, tp.partition): await consumer.committed(tp) for tp in wanted}
+
+        try:
+            with trio.fail_after(START_TIMEOUT_SECONDS):
+                return await aio_as_trio(fetch)(self._consumer)
+        except trio.TooSlowError as exc:
+            raise ServiceUnavailable("kafka", f"committed offsets of {self._group_id} timed out") from exc
+        except _TRANSLATED as exc:
+            raise _translate(exc, f"committed offsets of {self._group_id}") from exc
+
+
+@asynccontextmanager
+async def open_offsets_reader(*, hosts: str, group_id: str) -> AsyncIterator[OffsetsReader]:
+    """An OffsetsReader on one client, for callers that poll (a benchmark's progress)."""
 
     def make() -> aiokafka.AIOKafkaConsumer:
         return aiokafka.AIOKafkaConsumer(
             bootstrap_servers=hosts, client_id="plugin-server-status", group_id=group_id, enable_auto_commit=False
         )
 
-    async def fetch(consumer: aiokafka.AIOKafkaConsumer) -> dict[tuple[str, int], int | None]:
-        return {(tp.topic, tp.partition): await consumer.committed(tp) for tp in wanted}
-
-    if not wanted:
-        return {}
     async with _started(make, "offsets reader") as consumer:
-        try:
-            with trio.fail_after(START_TIMEOUT_SECONDS):
-                return await aio_as_trio(fetch)(consumer)
-        except trio.TooSlowError as exc:
-            raise ServiceUnavailable("kafka", f"committed offsets of {group_id} timed out") from exc
-        except _TRANSLATED as exc:
-            raise _translate(exc, f"committed offsets of {group_id}") from exc
+        yield OffsetsReader(consumer, group_id)
