@@ -258,7 +258,8 @@ def apply_event(
     before = state.by_key
     by_key: dict[str, KeyState] | None = None  # copied on the first change
     touched: dict[str, None] = {}
-    for rank, updates in ((SET_ONCE, _items(set_once)), (SET, _items(set)), (UNSET, _unset_pairs(unset))):
+    unsets = [(name, None) for name in _unset_keys(unset)]
+    for rank, updates in ((SET_ONCE, _items(set_once)), (SET, _items(set)), (UNSET, unsets)):
         for name, value in updates:
             current = (before if by_key is None else by_key).get(name, _NO_KEY)
             added = current.add(Op(ts, tiebreak, rank, value))
@@ -364,10 +365,6 @@ def _unset_keys(unset: Any) -> list[str]:
     if isinstance(unset, list):
         return [k for k in unset if isinstance(k, str)]
     return []
-
-
-def _unset_pairs(unset: Any) -> list[tuple[str, None]]:
-    return [(name, None) for name in _unset_keys(unset)] if unset else []
 
 
 def _utc(timestamp: dt.datetime) -> dt.datetime:
