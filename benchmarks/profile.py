@@ -34,9 +34,9 @@ from pathlib import Path
 import trio
 
 from benchmarks.run import Bench, messages_for
-from plugin_server import aio, gc_policy, logs
+from benchmarks.stack import run_on_stack
+from plugin_server import aio
 from plugin_server.config import Settings
-from plugin_server.embedded.stack import EmbeddedStack
 
 SAMPLES_PER_SECOND = 250
 
@@ -134,18 +134,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sampler", choices=("cprofile", "py-spy"), default="cprofile")
     args = parser.parse_args()
-    logs.configure("warning")
-    gc_policy.configure(Settings.from_env({}).gc_gen0_threshold)  # as the server process does (runner.serve)
-    names = ("DATABASE_URL", "REDIS_URL", "KAFKA_HOSTS", "CLICKHOUSE_URL")
-    if all(os.environ.get(n) for n in names):
-        text = trio.run(drain, {n: os.environ[n] for n in names}, args.events, args.sampler, args.top)
-    else:
-        with tempfile.TemporaryDirectory(prefix="profile-") as tmp:
-            stack = EmbeddedStack(Path(tmp), prefer_default_ports=False, durable=False)
-            try:
-                text = trio.run(drain, stack.start().as_env(), args.events, args.sampler, args.top)
-            finally:
-                stack.stop()
+    text = run_on_stack(drain, args.events, args.sampler, args.top)
     print(text)
 
 

@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,9 +32,9 @@ import psutil
 import trio
 
 from benchmarks import report, skeleton, vm_overhead
-from plugin_server import aio, gc_policy, logs, synth
+from benchmarks.stack import run_on_stack
+from plugin_server import aio, synth
 from plugin_server.config import Settings
-from plugin_server.embedded.stack import EmbeddedStack
 from plugin_server.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.server import Server
 from plugin_server.storage.clickhouse import open_clickhouse
@@ -130,22 +129,20 @@ class Bench:
         in-process consumer reports its commits itself; worker processes are read from the group's
         committed offsets, polled sparingly through one client."""
         partitions = [(settings.kafka_consumption_topic, p) for p in range(BENCH_PARTITIONS)]
-        async with open_offsets_reader(hosts=settings.kafka_hosts, group_id=settings.kafka_consumer_group) as reader:
-            return await self._drain(settings, team_id, events, peak, lambda: reader.committed(partitions))
-
-    async def _drain(
-        self, settings: Settings, team_id: int, events: int, peak: list[dict[str, float]] | None, read: Any
-    ) -> float:
-        async def committed() -> int:
-            return sum(v or 0 for v in (await read()).values())
-
-        base = await committed()
         expected = events - self._baseline  # new messages this drain consumes
         server = Server(settings)
         first: tuple[float, int] | None = None
         last: tuple[float, int] | None = None
         in_process = settings.worker_concurrency == 1
-        async with trio.open_nursery() as nursery:
+        async with (
+            open_offsets_reader(hosts=settings.kafka_hosts, group_id=settings.kafka_consumer_group) as reader,
+            trio.open_nursery() as nursery,
+        ):
+
+            async def committed() -> int:
+                return sum(v or 0 for v in (await reader.committed(partitions)).values())
+
+            base = 0 if in_process else await committed()
             nursery.start_soon(server.run)  # not start(): ingestion may be done before every consumer joined
             async with open_clickhouse(settings.clickhouse_url) as ch:
                 while True:
@@ -422,20 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="every scenario, smaller (about 10 minutes)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="where results go")
     args = parser.parse_args(argv)
-    logs.configure("warning")
-    gc_policy.configure(Settings.from_env({}).gc_gen0_threshold)  # as the server process does (runner.serve)
-    sizes = QUICK if args.quick else FULL
-    names = ("DATABASE_URL", "REDIS_URL", "KAFKA_HOSTS", "CLICKHOUSE_URL")
-    if all(os.environ.get(n) for n in names):
-        summary = trio.run(run_all, {n: os.environ[n] for n in names}, sizes, args.quick)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            stack = EmbeddedStack(Path(tmp), prefer_default_ports=False, durable=False)
-            try:
-                urls = stack.start().as_env()
-                summary = trio.run(run_all, urls, sizes, args.quick)
-            finally:
-                stack.stop()
+    summary = run_on_stack(run_all, QUICK if args.quick else FULL, args.quick)
     for path in report.write(summary, args.out):
         print(path, file=sys.stderr)
     print(json.dumps({k: v for k, v in summary.items() if k != "latency_ms"} | {
