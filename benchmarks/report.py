@@ -42,6 +42,13 @@ def markdown(summary: dict[str, Any]) -> str:
         ("End to end, 1 process (events/s)", summary.get("e2e_eps_1proc"), f"ratio to raw: {_fmt(summary.get('ratio_to_raw'))}"),
         ("End to end, 2 processes (events/s)", summary.get("e2e_eps_2proc"), f"scaling: {_fmt(summary.get('scaling_2proc'))}x"),
     ]
+    export = summary.get("export") or {}
+    if export:
+        rows.append((
+            "End to end with an export_events plugin too, 1 process (events/s)", export.get("eps"),
+            (f"ratio to end to end without it: {_fmt(export.get('ratio_to_e2e'))}; "
+             f"{_fmt(export.get('exported'))} of {_fmt(export.get('events'))} events exported"),
+        ))  # fmt: skip
     latency = summary.get("latency_ms") or {}
     if latency:
         rows.append((
@@ -63,8 +70,8 @@ def markdown(summary: dict[str, Any]) -> str:
     if catchup:
         eps = catchup["events"] / catchup["seconds"] if catchup.get("seconds") else None
         rows.append((f"Catch-up of {catchup['events']:,} queued events (s)", catchup.get("seconds"),
-                     f"{_fmt(eps)} events/s, peak RSS {_fmt(catchup.get('peak_rss_mb'))} MB: "
-                     f"{_by_process(catchup.get('peak_rss_by_process_mb'))}"))  # fmt: skip
+                     (f"{_fmt(eps)} events/s, peak RSS {_fmt(catchup.get('peak_rss_mb'))} MB: "
+                      f"{_by_process(catchup.get('peak_rss_by_process_mb'))}")))  # fmt: skip
     machine = summary.get("machine") or {}
     lines = [
         f"# Benchmark results ({'quick' if summary.get('quick') else 'full'} run)",
@@ -111,6 +118,7 @@ def plots(summary: dict[str, Any], out: Path) -> list[Path]:
         ax.grid(True, alpha=0.3)
         written.append(_save(fig, out / "person_growth.png", plt))
     bars = [(k, summary.get(k)) for k in ("raw_ceiling_eps", "raw_ceiling_kafka_eps", "e2e_eps_1proc", "e2e_eps_2proc")]
+    bars.append(("e2e_eps_export", (summary.get("export") or {}).get("eps")))
     bars = [(k, v) for k, v in bars if v]
     if bars:
         fig, ax = plt.subplots(figsize=(7, 4))

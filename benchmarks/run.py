@@ -9,7 +9,9 @@ are set) and runs, each on fresh topics, groups and a fresh team:
 4. plugin VM overhead (benchmarks/vm_overhead.py);
 5. person-heavy events (30% identify/alias/$set) as the person table grows;
 6. footprint: RSS of every process of the stack at ~1,000 events/s, and CPU seconds per million;
-7. catch-up: events queued while the server is down, time to drain and peak RSS.
+7. catch-up: events queued while the server is down, time to drain and peak RSS;
+8. export: end to end with an `export_events` plugin too (issue 5's async side), until every
+   event was exported, against end to end without it.
 Writes benchmarks/results/summary.json, summary.md and PNG plots (matplotlib, if installed).
 `--quick` runs every scenario smaller (about 10 minutes on 2 cores).
 """
@@ -23,6 +25,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,11 @@ from plugin_server.storage.teams import TeamStore
 from plugin_server.tools import topics_of
 
 TRIVIAL_PLUGIN = 'def process_event(event, meta):\n    event["properties"]["bench"] = True\n    return event\n'
+# Counts what it was handed in its own storage, so the scenario can check that nothing was lost.
+EXPORT_PLUGIN = 'def export_events(events, meta):\n    meta.utils.cursor.increment("exported", len(events))\n'
+EXPORTED_SQL = """
+SELECT coalesce(sum(s.value::bigint), 0) FROM posthog_pluginstorage s
+JOIN posthog_pluginconfig c ON c.id = s.plugin_config_id WHERE c.team_id = $1 AND s.key = 'exported'"""
 PERSON_HEAVY = synth.Mix(pageview=50, custom=20, identify=15, alias=5, set=10, groupidentify=0)
 PRELOAD_CHUNK = 100_000
 DRAIN_POLL_SECONDS = 0.02
@@ -121,51 +129,72 @@ class Bench:
             return await events_of(ch, team_id)
 
     async def drain(
-        self, settings: Settings, team_id: int, events: int, *, peak: list[dict[str, float]] | None = None
+        self,
+        settings: Settings,
+        team_id: int,
+        events: int,
+        *,
+        peak: list[dict[str, float]] | None = None,
+        finished: Callable[[], Awaitable[bool]] | None = None,
     ) -> float:
         """Run a server until the team has `events` rows in ClickHouse. Returns the ingestion rate,
         events/s from the first committed batch to the last (start-up and the group join are not
         the pipeline's speed; visibility through the writer's batches would overstate it). An
         in-process consumer reports its commits itself; worker processes are read from the group's
-        committed offsets, polled sparingly through one client."""
+        committed offsets, polled sparingly through one client.
+
+        `finished`: polled once ingestion is done; the drain ends, and its rate is measured to,
+        the first poll where it is true (for work that follows ingestion, such as exports).
+        A drain that is not done within `drain_deadline(events)` raises TooSlowError."""
         partitions = [(settings.kafka_consumption_topic, p) for p in range(BENCH_PARTITIONS)]
         expected = events - self._baseline  # new messages this drain consumes
         server = Server(settings)
         first: tuple[float, int] | None = None
         last: tuple[float, int] | None = None
         in_process = settings.worker_concurrency == 1
-        async with (
-            open_offsets_reader(hosts=settings.kafka_hosts, group_id=settings.kafka_consumer_group) as reader,
-            trio.open_nursery() as nursery,
-        ):
+        with trio.fail_after(drain_deadline(expected)):  # outside the nursery: a plain TooSlowError
+            async with (
+                open_offsets_reader(hosts=settings.kafka_hosts, group_id=settings.kafka_consumer_group) as reader,
+                trio.open_nursery() as nursery,
+            ):
 
-            async def committed() -> int:
-                return sum(v or 0 for v in (await reader.committed(partitions)).values())
+                async def committed() -> int:
+                    return sum(v or 0 for v in (await reader.committed(partitions)).values())
 
-            base = 0 if in_process else await committed()
-            nursery.start_soon(server.run)  # not start(): ingestion may be done before every consumer joined
-            async with open_clickhouse(settings.clickhouse_url) as ch:
-                while True:
-                    if peak is not None:
-                        peak.append(stack_rss_mb())
-                    if in_process:
-                        done = sum(c.consumed for c in server.state.consumers if c.name == "ingestion")
-                    else:
-                        done = await committed() - base
-                    now = time.perf_counter()
-                    if first is None and done > 0:
-                        first = (now, done)
-                    if done >= expected and last is None:
-                        last = (now, done)
-                    if last is not None:
-                        if await events_of(ch, team_id) >= events:
-                            break
-                    await trio.sleep(DRAIN_POLL_SECONDS if in_process else 10 * DRAIN_POLL_SECONDS)
-            server.request_stop()
+                base = 0 if in_process else await committed()
+                nursery.start_soon(server.run)  # not start(): ingestion may be done before every consumer joined
+                async with open_clickhouse(settings.clickhouse_url) as ch:
+                    while True:
+                        if peak is not None:
+                            peak.append(stack_rss_mb())
+                        if in_process:
+                            done = sum(c.consumed for c in server.state.consumers if c.name == "ingestion")
+                        else:
+                            done = await committed() - base
+                        now = time.perf_counter()
+                        if first is None and done > 0:
+                            first = (now, done)
+                        if done >= expected and last is None:
+                            last = (now, done)
+                        if last is not None and await events_of(ch, team_id) >= events:
+                            if finished is None:
+                                break
+                            if await finished():
+                                last = (time.perf_counter(), done)
+                                break
+                        await trio.sleep(DRAIN_POLL_SECONDS if in_process else 10 * DRAIN_POLL_SECONDS)
+                server.request_stop()
         (started, at_start), (ended, at_end) = first, last
         if ended - started < 0.2 or at_end <= at_start:
             raise RuntimeError(f"the drain was too fast to measure ({at_end - at_start} events in {ended - started:.3f} s)")
         return (at_end - at_start) / (ended - started)
+
+
+def drain_deadline(events: int) -> float:
+    """Seconds a drain may take: generous (200 events/s), so that only a stall or a lost event
+    ends it, with an error rather than a benchmark that never returns."""
+    return 120.0 + events / 200
+
 
 async def events_of(ch: Any, team_id: int) -> int:
     """Rows of the team in ClickHouse's events table."""
@@ -377,6 +406,31 @@ async def catchup(bench: Bench, sizes: Sizes) -> dict[str, float]:
     }  # fmt: skip
 
 
+async def export(bench: Bench, sizes: Sizes, *, without_eps: float) -> dict[str, Any]:
+    """End to end with an `export_events` plugin beside the trivial one, one process: events/s
+    from the first committed batch until the plugin has been handed every event, and the ratio
+    to end to end without it. `exported` counts what the plugin was handed (at least once: a
+    figure below `events` means a lost event, above it a redelivery)."""
+    settings, team = await bench.world("export")
+    async with open_postgres(settings.database_url, max_size=2) as pg:
+        await PluginStore(pg=pg).install(
+            team_id=team.id, name="export", description="", url="", config_schema=[], capabilities={},
+            sources={"main.py": EXPORT_PLUGIN}, config={}, order=1,
+        )  # fmt: skip
+
+        async def exported() -> int:
+            return await pg.fetchval(EXPORTED_SQL, team.id)
+
+        await bench.produce(settings, messages_for(team.api_token, sizes.throughput, seed=4))
+        eps = await bench.drain(settings, team.id, sizes.throughput, finished=lambda: _at_least(exported, sizes.throughput))
+        count = await exported()
+    return {"events": sizes.throughput, "eps": round(eps), "exported": count, "ratio_to_e2e": round(eps / without_eps, 3)}
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], target: int) -> bool:
+    return await count() >= target
+
+
 async def run_all(urls: dict[str, str], sizes: Sizes, quick: bool) -> dict[str, Any]:
     bench = Bench(urls)
     async with aio.open_loop():
@@ -393,6 +447,8 @@ async def run_all(urls: dict[str, str], sizes: Sizes, quick: bool) -> dict[str, 
             "ratio_to_raw": round(one["eps"] / summary["raw_ceiling_eps"], 3),
             "scaling_2proc": round(two["eps"] / one["eps"], 2), "cpu_s_per_million": one["cpu_s_per_million"],
         }  # fmt: skip
+        step("export")
+        summary["export"] = await export(bench, sizes, without_eps=one["eps"])
         step("visibility latency")
         summary["latency_ms"] = await visibility_latency(bench, sizes, rate=one["eps"] / 2)
         step("plugin VM overhead")
