@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 import trio
+from aiokafka.partitioner import DefaultPartitioner
 
 from plugin_server.embedded.stack import free_port
 from plugin_server.errors import ServiceUnavailable, StorageError
@@ -119,6 +120,37 @@ async def test_kafka_produce_consume_commit_and_lag(aio, services, unique):
     with trio.fail_after(60):
         async with open_consumer(hosts=services.kafka_hosts, topics=[topic], group_id=f"g{unique}", client_id="t2") as again:
             assert await again.getmany(timeout_ms=500, max_records=100) == []
+
+
+async def read_all(hosts: str, topic: str, expected: int, group: str) -> list:
+    seen: list = []
+    with trio.fail_after(60):
+        async with open_consumer(hosts=hosts, topics=[topic], group_id=group, client_id="t") as consumer:
+            while len(seen) < expected:
+                seen.extend(await consumer.getmany(timeout_ms=200, max_records=5000))
+    return seen
+
+
+async def test_batched_produce_partitions_like_aiokafka_keeps_order_and_splits_full_batches(aio, services, unique):
+    topic = f"t{unique}_batched"
+    await ensure_topics(hosts=services.kafka_hosts, topics=[topic], partitions=4)
+    # 3,000 records of 1 KB on 3 keys: each partition gets more than one 1 MB batch's worth.
+    records = [Record(topic, f"{i:06d}".encode() + b"x" * 1024, f"key-{i % 3}".encode()) for i in range(3000)]
+    records += [Record(topic, f"keyless-{i}".encode()) for i in range(10)]
+    async with open_producer(hosts=services.kafka_hosts, client_id="test") as producer:
+        await producer.send_batch(records)
+    seen = await read_all(services.kafka_hosts, topic, len(records), f"g{unique}")
+    assert sorted(m.value for m in seen) == sorted(r.value for r in records)  # all, once
+    partitioner = DefaultPartitioner()
+    for m in seen:
+        if m.key is not None:  # where aiokafka's (and Java's) default partitioner puts the key
+            assert m.partition == partitioner(m.key, [0, 1, 2, 3], [0, 1, 2, 3])
+    by_key: dict[bytes | None, list] = {}
+    for m in sorted(seen, key=lambda m: (m.partition, m.offset)):
+        by_key.setdefault(m.key, []).append(m.value)
+    for key, values in by_key.items():
+        assert values == [r.value for r in records if r.key == key], key  # produce order, per key
+    assert len({m.partition for m in seen if m.key is None}) == 1  # keyless: one partition per call
 
 
 async def test_kafka_unreachable_is_service_unavailable(aio, monkeypatch):
