@@ -51,7 +51,7 @@ TRIVIAL_PLUGIN = 'def process_event(event, meta):\n    event["properties"]["benc
 # Counts what it was handed in its own storage, so the scenario can check that nothing was lost.
 EXPORT_PLUGIN = 'def export_events(events, meta):\n    meta.utils.cursor.increment("exported", len(events))\n'
 EXPORTED_SQL = """
-SELECT coalesce(sum(s.value::bigint), 0) FROM posthog_pluginstorage s
+SELECT coalesce(sum(s.value::bigint), 0)::bigint FROM posthog_pluginstorage s
 JOIN posthog_pluginconfig c ON c.id = s.plugin_config_id WHERE c.team_id = $1 AND s.key = 'exported'"""
 PERSON_HEAVY = synth.Mix(pageview=50, custom=20, identify=15, alias=5, set=10, groupidentify=0)
 PRELOAD_CHUNK = 100_000
