@@ -41,7 +41,14 @@ from plugin_server.config import Settings
 from plugin_server.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.server import Server
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import Record, ensure_topics, open_consumer, open_offsets_reader, open_producer
+from plugin_server.storage.kafka import (
+    Record,
+    delete_topics,
+    ensure_topics,
+    open_consumer,
+    open_offsets_reader,
+    open_producer,
+)
 from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
@@ -90,6 +97,16 @@ class Bench:
     def __init__(self, urls: dict[str, str]) -> None:
         self.urls = urls
         self._baseline = 0  # rows of the team already there when a drain starts
+        # The current scenario's topics. The embedded broker keeps every message in memory, so
+        # each scenario deletes the previous one's: the RSS figures are then the scenario's own,
+        # not the whole run's history.
+        self.topics: list[str] = []
+
+    async def retire(self) -> None:
+        """Delete the topics of the scenario before (nothing consumes them any more)."""
+        if self.topics:
+            await delete_topics(hosts=self.urls["KAFKA_HOSTS"], topics=self.topics)
+            self.topics = []
 
     async def migrate(self) -> None:
         async with open_postgres(self.urls["DATABASE_URL"], max_size=2) as pg:
@@ -107,7 +124,9 @@ class Bench:
             "CLICKHOUSE_GROUPS_KAFKA_TOPIC": f"b_g_{run}", "CLICKHOUSE_PLUGIN_LOG_ENTRIES_KAFKA_TOPIC": f"b_l_{run}",
             "KAFKA_WRITER_GROUP": f"b-w-{run}", "KAFKA_ASYNC_GROUP": f"b-a-{run}", **extra,
         })  # fmt: skip
-        await ensure_topics(hosts=settings.kafka_hosts, topics=topics_of(settings), partitions=BENCH_PARTITIONS)
+        await self.retire()
+        self.topics = topics_of(settings)
+        await ensure_topics(hosts=settings.kafka_hosts, topics=self.topics, partitions=BENCH_PARTITIONS)
         async with open_postgres(settings.database_url, max_size=2) as pg:
             team = await TeamStore(pg=pg).create(f"bench-{run}")
             await PluginStore(pg=pg).install(
@@ -244,7 +263,9 @@ async def raw_ceilings(bench: Bench, sizes: Sizes) -> dict[str, float]:
     settings, team = await bench.world("raw")
     await bench.produce(settings, messages_for(team.api_token, sizes.throughput, seed=1))
     direct = await skeleton.raw_ceiling(settings, sizes.throughput, f"bench_raw_{uuid.uuid4().hex[:6]}")
-    kafka = await raw_ceiling_kafka(settings, sizes.throughput, f"bench_rawk_{uuid.uuid4().hex[:6]}")
+    table = f"bench_rawk_{uuid.uuid4().hex[:6]}"
+    bench.topics.append(f"{table}_rows")
+    kafka = await raw_ceiling_kafka(settings, sizes.throughput, table)
     return {"raw_ceiling_eps": round(direct), "raw_ceiling_kafka_eps": round(kafka)}
 
 
@@ -461,6 +482,7 @@ async def run_all(urls: dict[str, str], sizes: Sizes, quick: bool) -> dict[str, 
         summary["stack_rss_by_process_mb"] = rss
         step("catch-up")
         summary["catchup"] = await catchup(bench, sizes)
+        await bench.retire()  # nothing of the run is left on the broker (a real cluster's too)
     summary["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     return summary
 

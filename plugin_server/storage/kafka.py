@@ -261,30 +261,50 @@ async def open_producer(*, hosts: str, client_id: str) -> AsyncIterator[KafkaPro
         yield KafkaProducer(producer)
 
 
-async def ensure_topics(*, hosts: str, topics: Sequence[str], partitions: int) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+async def _admin(hosts: str, what: str, operation: Callable[[AIOKafkaAdminClient], Any]) -> Any:
+    """`await operation(admin)` with a started admin client, always closed, within the start deadline."""
 
-    async def create() -> list[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=hosts, client_id="plugin-server-migrate")
+    async def run() -> Any:
+        admin = AIOKafkaAdminClient(bootstrap_servers=hosts, client_id="plugin-server-admin")
         await admin.start()
         try:
-            existing = set(await admin.list_topics())
-            missing = [t for t in topics if t not in existing]
-            if missing:
-                await admin.create_topics(
-                    [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
-                )
-            return missing
+            return await operation(admin)
         finally:
             await admin.close()
 
     try:
         with trio.fail_after(START_TIMEOUT_SECONDS):
-            return await aio_as_trio(create)()
+            return await aio_as_trio(run)()
     except trio.TooSlowError as exc:
-        raise ServiceUnavailable("kafka", "topic creation timed out") from exc
+        raise ServiceUnavailable("kafka", f"{what} timed out") from exc
     except _TRANSLATED as exc:
-        raise _translate(exc, "create topics") from exc
+        raise _translate(exc, what) from exc
+
+
+async def ensure_topics(*, hosts: str, topics: Sequence[str], partitions: int) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+
+    async def create(admin: AIOKafkaAdminClient) -> list[str]:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            await admin.create_topics([NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing])
+        return missing
+
+    return await _admin(hosts, "create topics", create)
+
+
+async def delete_topics(*, hosts: str, topics: Sequence[str]) -> list[str]:
+    """Delete those of `topics` that exist, and their messages; returns the names deleted."""
+
+    async def delete(admin: AIOKafkaAdminClient) -> list[str]:
+        existing = set(await admin.list_topics())
+        present = [t for t in topics if t in existing]
+        if present:
+            await admin.delete_topics(present)
+        return present
+
+    return await _admin(hosts, "delete topics", delete)
 
 
 async def _partitions(consumer: aiokafka.AIOKafkaConsumer, topic: str) -> list[aiokafka.TopicPartition]:

@@ -18,6 +18,7 @@ from plugin_server.migrations import load, migrate_clickhouse, migrate_postgres
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,
+    delete_topics,
     ensure_topics,
     open_consumer,
     open_producer,
@@ -151,6 +152,18 @@ async def test_batched_produce_partitions_like_aiokafka_keeps_order_and_splits_f
     for key, values in by_key.items():
         assert values == [r.value for r in records if r.key == key], key  # produce order, per key
     assert len({m.partition for m in seen if m.key is None}) == 1  # keyless: one partition per call
+
+
+async def test_deleted_topics_are_gone_with_their_messages(aio, services, unique):
+    topics = [f"t{unique}_del_a", f"t{unique}_del_b"]
+    await ensure_topics(hosts=services.kafka_hosts, topics=topics, partitions=2)
+    async with open_producer(hosts=services.kafka_hosts, client_id="test") as producer:
+        await producer.send_batch([Record(topics[0], b"v", b"k")])
+    assert await delete_topics(hosts=services.kafka_hosts, topics=[*topics, f"t{unique}_never"]) == topics
+    assert await delete_topics(hosts=services.kafka_hosts, topics=topics) == []  # already gone: nothing to do
+    assert await ensure_topics(hosts=services.kafka_hosts, topics=topics, partitions=2) == topics  # made anew
+    async with open_consumer(hosts=services.kafka_hosts, topics=[topics[0]], group_id=f"g{unique}", client_id="t") as consumer:
+        assert await consumer.getmany(timeout_ms=1000, max_records=10) == []  # the old message went with it
 
 
 async def test_kafka_unreachable_is_service_unavailable(aio, monkeypatch):

@@ -11,6 +11,7 @@ import trio
 
 from benchmarks import run
 from benchmarks.run import Bench, Sizes, messages_for
+from plugin_server.storage.kafka import delete_topics, ensure_topics
 
 EVENTS = 3_000  # two full batches: enough for a measurable rate
 
@@ -45,3 +46,19 @@ async def test_a_drain_that_cannot_finish_raises_at_its_deadline(aio, services, 
     await bench.produce(settings, messages_for(team.api_token, 100, seed=1))
     with pytest.raises(trio.TooSlowError):
         await bench.drain(settings, team.id, 200)  # half of them will never come
+
+
+async def test_each_scenario_deletes_the_topics_of_the_one_before(aio, services):
+    bench = bench_for(services)
+    first, _ = await bench.world("first")
+    first_topics = list(bench.topics)
+    second, _ = await bench.world("second")
+    assert first.kafka_consumption_topic in first_topics and second.kafka_consumption_topic in bench.topics
+    # deleted already: asking again deletes nothing, and creating them makes them anew
+    assert await delete_topics(hosts=services.kafka_hosts, topics=first_topics) == []
+    await bench.retire()
+    assert bench.topics == []
+    assert await ensure_topics(hosts=services.kafka_hosts, topics=[second.kafka_consumption_topic], partitions=1) == [
+        second.kafka_consumption_topic
+    ]
+    await delete_topics(hosts=services.kafka_hosts, topics=[second.kafka_consumption_topic])
