@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-USAGE = "usage: python -m benchmarks run [--quick] [--out DIR]"
+USAGE = "usage: python -m benchmarks run [--quick] [--out DIR] [--persons N,N,...]"
 
 
 def main(argv: list[str]) -> int:

@@ -19,6 +19,7 @@ Writes benchmarks/results/summary.json, summary.md and PNG plots (matplotlib, if
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -491,13 +492,34 @@ def step(name: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
 
 
+def person_points(text: str) -> tuple[int, ...]:
+    """`--persons`: person-table sizes for the person-growth curve, ascending, e.g. `10000,100000`."""
+    try:
+        points = tuple(int(part.replace("_", "")) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of whole numbers: {text!r}") from None
+    if any(p <= 0 for p in points):
+        raise argparse.ArgumentTypeError(f"person counts must be positive: {text!r}")
+    if list(points) != sorted(set(points)):
+        raise argparse.ArgumentTypeError(f"person counts must be ascending, without repeats: {text!r}")
+    return points
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="every scenario, smaller (about 10 minutes)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="where results go")
+    parser.add_argument(
+        "--persons", type=person_points, metavar="N,N,...",
+        help="person-table sizes of the person-growth curve (default 10000,100000 quick, up to 1000000 full); "
+        "10000000 is the optional long point: preloading it takes about ten minutes",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    summary = run_on_stack(run_all, QUICK if args.quick else FULL, args.quick)
+    sizes = QUICK if args.quick else FULL
+    if args.persons:
+        sizes = dataclasses.replace(sizes, person_points=args.persons)
+    summary = run_on_stack(run_all, sizes, args.quick)
     for path in report.write(summary, args.out):
         print(path, file=sys.stderr)
     print(json.dumps({k: v for k, v in summary.items() if k != "latency_ms"} | {
