@@ -112,6 +112,7 @@ def plots(summary: dict[str, Any], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot([p["persons"] for p in growth], [p["eps"] for p in growth], marker="o")
         ax.set_xscale("log")
+        ax.set_ylim(bottom=0)  # from zero: run-to-run noise must not look like a trend
         ax.set_xlabel("persons in Postgres")
         ax.set_ylabel("events/s (30% identify/alias/$set)")
         ax.set_title("Cost as the person table grows")
