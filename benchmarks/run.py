@@ -265,14 +265,13 @@ async def raw_ceilings(bench: Bench, sizes: Sizes) -> dict[str, float]:
     await bench.produce(settings, messages_for(team.api_token, sizes.throughput, seed=1))
     direct = await skeleton.raw_ceiling(settings, sizes.throughput, f"bench_raw_{uuid.uuid4().hex[:6]}")
     table = f"bench_rawk_{uuid.uuid4().hex[:6]}"
-    bench.topics.append(f"{table}_rows")
-    kafka = await raw_ceiling_kafka(settings, sizes.throughput, table)
+    bench.topics.append(topic := f"{table}_rows")  # deleted with the scenario's own
+    kafka = await raw_ceiling_kafka(settings, sizes.throughput, table, topic)
     return {"raw_ceiling_eps": round(direct), "raw_ceiling_kafka_eps": round(kafka)}
 
 
-async def raw_ceiling_kafka(settings: Settings, events: int, table: str) -> float:
-    """The Kafka sink's path, as plainly as possible: consume -> rows -> topic -> consume -> insert."""
-    topic = f"{table}_rows"
+async def raw_ceiling_kafka(settings: Settings, events: int, table: str, topic: str) -> float:
+    """The Kafka sink's path, as plainly as possible: consume -> rows -> `topic` -> consume -> insert."""
     await ensure_topics(hosts=settings.kafka_hosts, topics=[topic], partitions=8)
     started: list[float] = []
 
@@ -410,7 +409,7 @@ async def person_growth(bench: Bench, sizes: Sizes) -> list[dict[str, int]]:
 
 async def footprint(bench: Bench, sizes: Sizes) -> dict[str, float] | None:
     """Peak RSS of all processes while ingesting ~1,000 events/s, per process name and total."""
-    latency = await visibility_latency(bench, Sizes(**{**sizes.__dict__, "latency_seconds": sizes.footprint_seconds}), rate=1000)
+    latency = await visibility_latency(bench, dataclasses.replace(sizes, latency_seconds=sizes.footprint_seconds), rate=1000)
     return latency["rss_mb"]
 
 
@@ -443,14 +442,13 @@ async def export(bench: Bench, sizes: Sizes, *, without_eps: float) -> dict[str,
         async def exported() -> int:
             return await pg.fetchval(EXPORTED_SQL, team.id)
 
+        async def all_exported() -> bool:
+            return await exported() >= sizes.throughput
+
         await bench.produce(settings, messages_for(team.api_token, sizes.throughput, seed=4))
-        eps = await bench.drain(settings, team.id, sizes.throughput, finished=lambda: _at_least(exported, sizes.throughput))
+        eps = await bench.drain(settings, team.id, sizes.throughput, finished=all_exported)
         count = await exported()
     return {"events": sizes.throughput, "eps": round(eps), "exported": count, "ratio_to_e2e": round(eps / without_eps, 3)}
-
-
-async def _at_least(count: Callable[[], Awaitable[int]], target: int) -> bool:
-    return await count() >= target
 
 
 async def run_all(urls: dict[str, str], sizes: Sizes, quick: bool) -> dict[str, Any]:

@@ -238,14 +238,13 @@ class KafkaProducer:
             elif (partition := sticky.get(topic)) is None:
                 partition = sticky[topic] = random.choice(known)
             builder = builders.get((topic, partition))
-            if builder is None:
-                builder = builders[topic, partition] = producer.create_batch()
-            if builder.append(key=record.key, value=record.value, timestamp=None) is None:
-                # full: submit it and start the next (an empty batch takes any one record)
+            if builder is not None and builder.append(key=record.key, value=record.value, timestamp=None) is not None:
+                continue
+            if builder is not None:  # full: submit it, and start the next with this record
                 builder.close()
                 futures.append(await producer.send_batch(builder, topic, partition=partition))
-                builder = builders[topic, partition] = producer.create_batch()
-                builder.append(key=record.key, value=record.value, timestamp=None)
+            builder = builders[topic, partition] = producer.create_batch()
+            builder.append(key=record.key, value=record.value, timestamp=None)  # an empty batch takes any one record
         for (topic, partition), builder in builders.items():
             builder.close()
             futures.append(await producer.send_batch(builder, topic, partition=partition))
