@@ -35,8 +35,8 @@ import trio
 
 from benchmarks.run import Bench, messages_for
 from benchmarks.stack import run_on_stack
-from plugin_server import aio
-from plugin_server.config import Settings
+from plugin_server.core import aio
+from plugin_server.app.config import Settings
 
 SAMPLES_PER_SECOND = 250
 

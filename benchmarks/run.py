@@ -37,10 +37,11 @@ import trio
 
 from benchmarks import report, skeleton, vm_overhead
 from benchmarks.stack import run_on_stack
-from plugin_server import aio, synth
-from plugin_server.config import Settings
-from plugin_server.migrations import migrate_clickhouse, migrate_postgres
-from plugin_server.server import Server
+from plugin_server.core import aio
+from plugin_server.ops import synth
+from plugin_server.app.config import Settings
+from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
+from plugin_server.app.server import Server
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,
@@ -53,7 +54,7 @@ from plugin_server.storage.kafka import (
 from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
-from plugin_server.tools import topics_of
+from plugin_server.ops.tools import topics_of
 
 TRIVIAL_PLUGIN = 'def process_event(event, meta):\n    event["properties"]["bench"] = True\n    return event\n'
 # Counts what it was handed in its own storage, so the scenario can check that nothing was lost.

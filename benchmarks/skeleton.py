@@ -25,10 +25,11 @@ import orjson
 import trio
 
 from benchmarks.stack import run_on_stack
-from plugin_server import aio, synth
-from plugin_server.config import Settings
-from plugin_server.migrations import migrate_clickhouse, migrate_postgres
-from plugin_server.server import Server
+from plugin_server.core import aio
+from plugin_server.ops import synth
+from plugin_server.app.config import Settings
+from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
+from plugin_server.app.server import Server
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,

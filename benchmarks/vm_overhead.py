@@ -22,11 +22,11 @@ from typing import Any
 
 import trio
 
-from plugin_server import synth
+from plugin_server.ops import synth
 from plugin_server.storage.plugins import ConfigRow
-from vm.chain import ChainReport, Progress, run_chain
-from vm.plugin_logs import LogTarget, PluginLogs
-from vm.runtime import CHUNK_EVENTS, LoadedConfig
+from plugin_server.plugins.chain import ChainReport, Progress, run_chain
+from plugin_server.plugins.logs import LogTarget, PluginLogs
+from plugin_server.plugins.runtime import CHUNK_EVENTS, LoadedConfig
 from vm.sandbox import compile_plugin
 
 SOURCE = """

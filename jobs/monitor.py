@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import trio
 from prometheus_client import Gauge
 
-from plugin_server import logs
-from plugin_server.errors import PluginServerError
+from plugin_server.core import logs
+from plugin_server.core.errors import PluginServerError
 from plugin_server.storage.postgres import Postgres
 
 log = logs.get(__name__)

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import trio
 
-from plugin_server import __version__, aio, dlq, logs, tools
-from plugin_server.config import MODES, ConfigError, Settings, describe
-from plugin_server.errors import PluginServerError, leaves
-from plugin_server.server import RUNNABLE_MODES
+from plugin_server import __version__
+from plugin_server.core import aio, logs
+from plugin_server.ops import dlq, tools
+from plugin_server.app.config import MODES, ConfigError, Settings, describe
+from plugin_server.core.errors import PluginServerError, leaves
+from plugin_server.app.server import RUNNABLE_MODES
 
 NOT_YET = {
     "jobs": "the job queue runner arrives with the jobs issue",
@@ -180,7 +182,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         tools.print_migrate_report(_run_async(tools.migrate, settings))
         return 0
     if args.command == "dev":
-        from plugin_server.dev import run_dev
+        from plugin_server.ops.dev import run_dev
 
         return run_dev(os.environ, args.data_dir)
     if args.command == "teams":
@@ -208,7 +210,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "plugins":
         return _plugins(args, settings)
     if args.command == "status":
-        from plugin_server import status
+        from plugin_server.ops import status
 
         report = _run_async(status.gather, settings, timeout=args.timeout)
         print(json.dumps(status.as_json(report)) if args.json else status.render(report))
@@ -217,7 +219,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _plugins(args: argparse.Namespace, settings: Settings) -> int:
-    from plugin_server import plugin_admin
+    from plugin_server.ops import plugin_admin
 
     if args.plugins_command == "install":
         result = _run_async(
@@ -243,8 +245,8 @@ def _run_server(settings: Settings) -> int:
     if mode not in RUNNABLE_MODES:
         print(f"plugin-server: mode {mode!r} has nothing to run yet: {NOT_YET[mode]}", file=sys.stderr)
         return 1
-    from plugin_server.runner import run_foreground
-    from plugin_server.server import Server
+    from plugin_server.app.runner import run_foreground
+    from plugin_server.app.server import Server
 
     run_foreground(Server(settings))
     return 0

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from plugin_server.aio import open_loop
-from plugin_server.config import Settings
-from plugin_server.embedded.stack import EmbeddedStack
-from plugin_server.migrations import migrate_postgres
+from plugin_server.core.aio import open_loop
+from plugin_server.app.config import Settings
+from plugin_server.ops.embedded import EmbeddedStack
+from plugin_server.storage.migrations import migrate_postgres
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from plugin_server.errors import PluginServerError
+from plugin_server.core.errors import PluginServerError
 
 FIELD_TYPES = ("string", "choice", "json", "attachment", "markdown")
 # Longest value accepted for one field: configs travel with every plugin load.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plugin_server.errors import PluginServerError
+from plugin_server.core.errors import PluginServerError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugin_server.errors import PluginServerError
+from plugin_server.core.errors import PluginServerError
 from vm import config_schema
 from vm.errors import SandboxError
 from vm.sandbox import compile_plugin

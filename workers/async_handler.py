@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from jobs.queue import JobQueue
-from plugin_server import logs
-from plugin_server.ingestion import jsonx
+from plugin_server.storage.jobs import JobQueue
+from plugin_server.core import logs
+from plugin_server.core import jsonx
 from plugin_server.storage.kafka import Message
-from vm.async_side import processed_event
-from vm.runtime import PluginRuntime
+from plugin_server.plugins.hooks import processed_event
+from plugin_server.plugins.runtime import PluginRuntime
 
 log = logs.get(__name__)
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from plugin_server import logs, metrics
-from plugin_server.errors import leaves
-from plugin_server.retry import BATCH_RETRY, Backoff
+from plugin_server.core import logs, metrics
+from plugin_server.core.errors import leaves
+from plugin_server.core.retry import BATCH_RETRY, Backoff
 from plugin_server.storage.kafka import CommitFailed, Message, open_consumer
 
 log = logs.get(__name__)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from plugin_server import logs, metrics
+from plugin_server.core import logs, metrics
 from plugin_server.ingestion.dead_letter import (
     REJECTED_BY_CLICKHOUSE,
     rejected_row_message,
 )
 from plugin_server.ingestion.pipeline import BatchOutput, IngestionPipeline
 from plugin_server.ingestion.row import EVENTS_TABLE
-from plugin_server.sinks import Sink
+from plugin_server.storage.sinks import Sink
 from plugin_server.storage.kafka import KafkaProducer, Message, Record
-from vm.runtime import PluginRuntime
+from plugin_server.plugins.runtime import PluginRuntime
 
 log = logs.get(__name__)
 

@@ -21,10 +21,10 @@ from collections.abc import Mapping
 import httpx
 import trio
 
-from plugin_server import logs
-from plugin_server.embedded.stack import free_port
-from plugin_server.errors import PluginServerError
-from plugin_server.retry import Backoff
+from plugin_server.core import logs
+from plugin_server.ops.embedded import free_port
+from plugin_server.core.errors import PluginServerError
+from plugin_server.core.retry import Backoff
 from workers.consumer import ConsumerStatus
 
 log = logs.get(__name__)

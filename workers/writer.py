@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from plugin_server import logs, metrics
+from plugin_server.core import logs, metrics
 from plugin_server.ingestion.dead_letter import (
     REJECTED_BY_CLICKHOUSE,
     rejected_row_message,
 )
 from plugin_server.ingestion.row import Row
-from plugin_server.sinks import DirectSink
+from plugin_server.storage.sinks import DirectSink
 from plugin_server.storage.kafka import KafkaProducer, Message, Record
 
 log = logs.get(__name__)

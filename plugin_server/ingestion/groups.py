@@ -33,9 +33,9 @@ from typing import Any
 
 import trio
 
-from plugin_server import logs
-from plugin_server.ingestion import jsonx
-from plugin_server.ingestion.bounded import remember
+from plugin_server.core import logs
+from plugin_server.core import jsonx
+from plugin_server.core.bounded import remember
 from plugin_server.ingestion.event import GroupView, IngestionWarning, PipelineEvent
 from plugin_server.ingestion.js import js_string, js_to_number, js_truthy
 from plugin_server.ingestion.results import Ok

@@ -11,7 +11,7 @@ import re
 import uuid as uuid_lib
 from typing import Any
 
-from plugin_server.ingestion import jsonx
+from plugin_server.core import jsonx
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.person_rules import extract_elements_chain, strip_nul
 from plugin_server.ingestion.results import DeadLetter, Ok

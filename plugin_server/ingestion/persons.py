@@ -31,10 +31,10 @@ from typing import Any
 
 import trio
 
-from plugin_server import logs, metrics
-from plugin_server.errors import PluginServerError
-from plugin_server.ingestion import jsonx
-from plugin_server.ingestion.bounded import remember
+from plugin_server.core import logs, metrics
+from plugin_server.core.errors import PluginServerError
+from plugin_server.core import jsonx
+from plugin_server.core.bounded import remember
 from plugin_server.ingestion.event import IngestionWarning, PersonView, PipelineEvent
 from plugin_server.ingestion.person_cache import Held, SharedStates, StateCache
 from plugin_server.ingestion.person_properties import (

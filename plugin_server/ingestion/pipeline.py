@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-from plugin_server import metrics
-from plugin_server.errors import PluginServerError
+from plugin_server.core import metrics
+from plugin_server.core.errors import PluginServerError
 from plugin_server.ingestion.dead_letter import dead_letter_message
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.groups import GroupBatch, GroupsStep

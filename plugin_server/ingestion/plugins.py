@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from plugin_server.ingestion.event import PipelineEvent
-from vm.runtime import CHUNK_EVENTS, LoadedConfig, PluginRuntime
+from plugin_server.plugins.runtime import CHUNK_EVENTS, LoadedConfig, PluginRuntime
 
 DROP_REASON = "plugin"
 

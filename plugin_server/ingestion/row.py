@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from plugin_server.ingestion import jsonx
+from plugin_server.core import jsonx
 from plugin_server.ingestion.event import IngestionWarning, PipelineEvent
 
 EVENTS_TABLE = "events"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from plugin_server.ingestion.bounded import remember
+from plugin_server.core.bounded import remember
 from plugin_server.ingestion.event import PipelineEvent, Team
 from plugin_server.ingestion.results import DeadLetter, Ok
 

@@ -20,7 +20,7 @@ import clickhouse_connect
 import trio
 from clickhouse_connect.driver import exceptions as ch_errors
 
-from plugin_server.errors import EngineLocked, ServiceUnavailable, StorageError
+from plugin_server.core.errors import EngineLocked, ServiceUnavailable, StorageError
 
 # ClickHouse error codes that describe the server's state, not the request: retrying may succeed.
 # 159 TIMEOUT_EXCEEDED, 164 READONLY (replica read-only), 202 TOO_MANY_SIMULTANEOUS_QUERIES,

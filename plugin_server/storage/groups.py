@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from plugin_server.errors import PluginServerError
+from plugin_server.core.errors import PluginServerError
 from plugin_server.storage.postgres import Postgres
 
 GroupKey = tuple[int, int, str]  # (team_id, group_type_index, group_key)

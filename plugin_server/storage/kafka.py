@@ -24,7 +24,7 @@ import trio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from trio_asyncio import aio_as_trio
 
-from plugin_server.errors import ServiceUnavailable, StorageError
+from plugin_server.core.errors import ServiceUnavailable, StorageError
 
 # Producer: wait for all in-sync replicas, so "acked" means durable; batch for up to 5 ms.
 PRODUCER_OPTIONS = {"acks": "all", "linger_ms": 5, "max_batch_size": 1 << 20, "enable_idempotence": False}

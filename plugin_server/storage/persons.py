@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from plugin_server.errors import PluginServerError
+from plugin_server.core.errors import PluginServerError
 from plugin_server.storage.postgres import Postgres
 
 PERSON_COLUMNS = """p.id, p.uuid::text AS uuid, p.team_id, p.created_at, p.properties,

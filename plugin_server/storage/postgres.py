@@ -19,8 +19,8 @@ import orjson
 import trio
 from trio_asyncio import aio_as_trio
 
-from plugin_server.errors import ServiceUnavailable, StorageError
-from plugin_server.ingestion import jsonx
+from plugin_server.core.errors import ServiceUnavailable, StorageError
+from plugin_server.core import jsonx
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_SECONDS = 10.0

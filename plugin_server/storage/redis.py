@@ -17,7 +17,7 @@ import redis.exceptions
 import trio
 from trio_asyncio import aio_as_trio
 
-from plugin_server.errors import ServiceUnavailable, StorageError
+from plugin_server.core.errors import ServiceUnavailable, StorageError
 
 SOCKET_TIMEOUT_SECONDS = 5.0
 

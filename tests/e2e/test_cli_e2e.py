@@ -6,8 +6,8 @@ import uuid
 
 import trio
 
-from plugin_server import aio
-from plugin_server.config import describe
+from plugin_server.core import aio
+from plugin_server.app.config import describe
 from plugin_server.storage.postgres import open_postgres
 from tests.e2e.conftest import cli
 
@@ -100,7 +100,7 @@ def test_second_server_on_the_same_embedded_clickhouse_gets_a_clear_error(server
         return  # a ClickHouse server has no such lock
     first = start_server(server_env, name="first")
     first.wait_ready()
-    from plugin_server.embedded.stack import free_port
+    from plugin_server.ops.embedded import free_port
 
     second = start_server(dict(server_env, HTTP_PORT=str(free_port())), name="second")
     assert second.proc.wait(60) == 1

@@ -14,7 +14,7 @@ import uuid
 
 import trio
 
-from plugin_server import aio
+from plugin_server.core import aio
 from plugin_server.ingestion.person_properties import EMPTY, apply_event
 from plugin_server.storage.postgres import open_postgres
 from tests.e2e.conftest import query, wait_until

@@ -8,7 +8,7 @@ import uuid
 
 import trio
 
-from plugin_server import aio
+from plugin_server.core import aio
 from plugin_server.ingestion.dead_letter import (
     dead_letter_message,
     rejected_row_message,

@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from plugin_server import synth
+from plugin_server.ops import synth
 from tests.e2e.conftest import query, wait_until
 from tests.e2e.test_ingest_e2e import count_events, produce
 

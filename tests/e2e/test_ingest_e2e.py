@@ -7,8 +7,9 @@ import json
 
 import trio
 
-from plugin_server import aio, synth
-from plugin_server.embedded.stack import free_port
+from plugin_server.core import aio
+from plugin_server.ops import synth
+from plugin_server.ops.embedded import free_port
 from plugin_server.storage.kafka import (
     Record,
     ensure_topics,

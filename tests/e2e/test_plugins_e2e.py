@@ -170,7 +170,7 @@ def on_event(event, meta):
 def storage_value(env, config_id: int, key: str) -> int:
     import trio
 
-    from plugin_server import aio
+    from plugin_server.core import aio
     from plugin_server.storage.postgres import open_postgres
 
     async def main() -> int:

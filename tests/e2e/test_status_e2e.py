@@ -10,7 +10,8 @@ import uuid
 
 import trio
 
-from plugin_server import aio, synth
+from plugin_server.core import aio
+from plugin_server.ops import synth
 from plugin_server.storage.postgres import open_postgres
 from tests.e2e.conftest import cli, wait_until
 from tests.e2e.test_ingest_e2e import produce

@@ -12,9 +12,9 @@ import pytest
 import trio
 from aiokafka.partitioner import DefaultPartitioner
 
-from plugin_server.embedded.stack import free_port
-from plugin_server.errors import ServiceUnavailable, StorageError
-from plugin_server.migrations import load, migrate_clickhouse, migrate_postgres
+from plugin_server.ops.embedded import free_port
+from plugin_server.core.errors import ServiceUnavailable, StorageError
+from plugin_server.storage.migrations import load, migrate_clickhouse, migrate_postgres
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,
@@ -219,7 +219,7 @@ async def test_second_process_on_a_chdb_directory_gets_a_clear_error(aio, tmp_pa
             f"""
             import trio, sys
             from plugin_server.storage.clickhouse import open_clickhouse
-            from plugin_server.errors import EngineLocked
+            from plugin_server.core.errors import EngineLocked
             async def main():
                 try:
                     async with open_clickhouse("chdb://{path}"):
@@ -240,10 +240,10 @@ def test_stack_children_die_with_their_parent(tmp_path):
         f"""
         import time
         from pathlib import Path
-        from plugin_server.embedded.stack import EmbeddedStack
+        from plugin_server.ops.embedded import EmbeddedStack
         stack = EmbeddedStack(Path({str(tmp_path)!r}), prefer_default_ports=False)
         stack.data_dir = stack.data_dir.resolve(); (stack.data_dir / "logs").mkdir(parents=True)
-        from plugin_server.embedded.stack import _binaries, free_port
+        from plugin_server.ops.embedded import _binaries, free_port
         stack._start_redis(_binaries()["redis"], free_port())
         print(stack.pids()["redis"], flush=True)
         time.sleep(60)
@@ -268,7 +268,7 @@ def test_stack_children_die_with_their_parent(tmp_path):
 
 async def test_direct_sink_dead_letters_only_the_rows_clickhouse_refuses(aio, services):
     from plugin_server.ingestion.row import Row
-    from plugin_server.sinks import DirectSink
+    from plugin_server.storage.sinks import DirectSink
 
     async with open_clickhouse(services.clickhouse_url) as ch:
         await migrate_clickhouse(ch)

@@ -56,7 +56,7 @@ async def test_writes_overlap_the_next_prepare_and_commit_in_order(aio, settings
 
 
 async def test_lag_series_of_partitions_no_longer_assigned_are_removed(aio, settings):  # noqa: ARG001
-    from plugin_server import metrics
+    from plugin_server.core import metrics
 
     class FakeConsumer:
         def __init__(self, lags):

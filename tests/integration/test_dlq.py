@@ -10,15 +10,15 @@ from collections import Counter
 import pytest
 import trio
 
-from plugin_server import dlq
-from plugin_server.errors import ServiceUnavailable
+from plugin_server.ops import dlq
+from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.ingestion.dead_letter import (
     dead_letter_message,
     rejected_row_message,
 )
 from plugin_server.ingestion.event import Source
 from plugin_server.ingestion.results import DeadLetter
-from plugin_server.migrations import migrate_postgres
+from plugin_server.storage.migrations import migrate_postgres
 from plugin_server.storage.kafka import (
     KafkaProducer,
     Record,

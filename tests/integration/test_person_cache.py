@@ -8,7 +8,7 @@ import json
 
 import trio
 
-from plugin_server import metrics
+from plugin_server.core import metrics
 from plugin_server.ingestion.person_cache import SharedStates, encode_state
 from plugin_server.ingestion.person_properties import PropertyState
 from plugin_server.storage.redis import open_redis

@@ -10,11 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trio
 
-from plugin_server.errors import ServiceUnavailable
+from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.storage.plugins import PluginStore
-from vm import runtime as runtime_module
-from vm.plugin_logs import PluginLogs
-from vm.runtime import PluginRuntime
+from plugin_server.plugins import runtime as runtime_module
+from plugin_server.plugins.logs import PluginLogs
+from plugin_server.plugins.runtime import PluginRuntime
 
 
 class Plugins:
@@ -397,7 +397,7 @@ def processed(plugins: Plugins, count: int) -> list[dict]:
 
 
 async def test_on_event_and_export_events_see_written_events(plugins):
-    from jobs.queue import JobQueue
+    from plugin_server.storage.jobs import JobQueue
 
     on_event = await plugins.install(ON_EVENT)
     schema = [{"key": "mode"}, {"key": "exportEventsBufferBytes"}]

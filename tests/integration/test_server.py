@@ -9,10 +9,10 @@ import httpx
 import pytest
 import trio
 
-from plugin_server import synth
-from plugin_server.errors import ServiceUnavailable
-from plugin_server.migrations import migrate_clickhouse
-from plugin_server.server import Server, row_topics
+from plugin_server.ops import synth
+from plugin_server.core.errors import ServiceUnavailable
+from plugin_server.storage.migrations import migrate_clickhouse
+from plugin_server.app.server import Server, row_topics
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,
@@ -23,7 +23,7 @@ from plugin_server.storage.kafka import (
 )
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
-from plugin_server.tools import topics_of
+from plugin_server.ops.tools import topics_of
 
 ADMIN = "test-admin-token"
 
@@ -166,7 +166,7 @@ async def test_transient_sink_failures_retry_without_loss_or_duplicates(aio, set
     """A ClickHouse outage pauses the batch; nothing is dead-lettered, lost or doubled."""
     settings = settings.replace(plugin_server_admin_token=ADMIN)
     await prepare(settings)
-    import plugin_server.server as server_module
+    import plugin_server.app.server as server_module
 
     real = server_module.DirectSink
     monkeypatch.setattr(server_module, "DirectSink", lambda **kw: FlakySink(real(**kw), failures=3))

@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 
-from plugin_server import config
-from plugin_server.config import LOG_LEVELS, MODES, SINKS, Settings, describe
-from plugin_server.errors import ConfigError
+from plugin_server.app import config
+from plugin_server.app.config import LOG_LEVELS, MODES, SINKS, Settings, describe
+from plugin_server.core.errors import ConfigError
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from plugin_server import dlq
+from plugin_server.ops import dlq
 from plugin_server.ingestion.dead_letter import (
     NO_SOURCE,
     dead_letter_message,

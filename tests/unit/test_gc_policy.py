@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from plugin_server import gc_policy
-from plugin_server.config import Settings
-from plugin_server.errors import ConfigError
+from plugin_server.core import gc_policy
+from plugin_server.app.config import Settings
+from plugin_server.core.errors import ConfigError
 
 
 @pytest.fixture

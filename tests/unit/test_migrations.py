@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin_server import migrations
-from plugin_server.migrations import Migration, load, split_statements
+from plugin_server.storage import migrations
+from plugin_server.storage.migrations import Migration, load, split_statements
 
 CLICKHOUSE_TABLES = ["events", "person", "person_distinct_id2", "groups", "plugin_log_entries", "ingestion_warnings"]
 
@@ -53,7 +53,7 @@ class FakeResources:
         self.root = root
 
     def files(self, package: str) -> Path:
-        assert package == "plugin_server.migrations"
+        assert package == "plugin_server.storage.migrations"
         return self.root
 
 

@@ -22,7 +22,7 @@ OPS = Path(__file__).resolve().parents[2] / "docs" / "ops"
 ROOT = OPS.parents[1]
 # Every module that defines metrics the server exposes.
 METRIC_MODULES = (
-    "plugin_server.metrics", "vm.runtime", "vm.plugin_logs", "vm.meta", "workers.async_handler", "jobs.monitor",
+    "plugin_server.core.metrics", "plugin_server.plugins.runtime", "plugin_server.plugins.logs", "plugin_server.plugins.meta", "workers.async_handler", "jobs.monitor",
 )  # fmt: skip
 PANEL_TYPES = {"row", "timeseries", "stat"}
 SEVERITIES = {"critical", "warning", "info"}

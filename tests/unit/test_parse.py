@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from plugin_server import synth
+from plugin_server.ops import synth
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.parse import (
     MAX_DISTINCT_ID_LENGTH,

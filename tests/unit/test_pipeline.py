@@ -4,8 +4,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from plugin_server import synth
-from plugin_server.errors import leaves
+from plugin_server.ops import synth
+from plugin_server.core.errors import leaves
 from plugin_server.ingestion import pipeline as pipeline_module
 from plugin_server.ingestion.event import Team
 from plugin_server.ingestion.pipeline import IngestionPipeline, RetryBatch

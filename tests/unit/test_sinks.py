@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from plugin_server.sinks import dedup_token
+from plugin_server.storage.sinks import dedup_token
 
 POSITIONS = {("events_plugin_ingestion", 0): [10, 20], ("events_plugin_ingestion", 1): [5, 5], ("other", 0): [0, 3]}
 

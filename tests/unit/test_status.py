@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-from plugin_server import status
-from plugin_server.config import Settings
-from plugin_server.status import GroupLag, JobTask, PartitionLag, PluginError, PluginsStatus, Status
+from plugin_server.ops import status
+from plugin_server.app.config import Settings
+from plugin_server.ops.status import GroupLag, JobTask, PartitionLag, PluginError, PluginsStatus, Status
 from plugin_server.storage.kafka import LogRange
 
 # --- lag arithmetic --------------------------------------------------------------------------------

@@ -6,17 +6,7 @@ from collections import Counter
 
 import pytest
 
-from plugin_server.synth import (
-    GARBAGE_KINDS,
-    MAX_DELAY_MS,
-    MAX_SKEW_MS,
-    SITE_URL,
-    SPAN,
-    Mix,
-    SynthMessage,
-    garbage,
-    generate,
-)
+from plugin_server.ops.synth import GARBAGE_KINDS, MAX_DELAY_MS, MAX_SKEW_MS, SITE_URL, SPAN, Mix, SynthMessage, garbage, generate
 
 NOW = dt.datetime(2023, 6, 1, 12, 0, tzinfo=dt.UTC)
 TOKEN = "phc_synth_test"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vm.async_side import MAX_EXPORT_RETRIES, export_batches, export_retry_delay, processed_event
+from plugin_server.plugins.hooks import MAX_EXPORT_RETRIES, export_batches, export_retry_delay, processed_event
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import structlog
 
-from plugin_server.errors import PluginServerError
-from vm.runtime import PluginRuntime
+from plugin_server.core.errors import PluginServerError
+from plugin_server.plugins.runtime import PluginRuntime
 
 
 async def test_a_failed_bookkeeping_write_is_logged_not_raised():

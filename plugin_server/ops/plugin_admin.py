@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plugin_server import tools
-from plugin_server.config import Settings
-from plugin_server.errors import PluginServerError
+from plugin_server.ops import tools
+from plugin_server.app.config import Settings
+from plugin_server.core.errors import PluginServerError
 from plugin_server.storage.plugins import Attachment, PluginStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis

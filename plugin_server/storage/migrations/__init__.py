@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-from plugin_server.errors import PluginServerError
+from plugin_server.core.errors import PluginServerError
 from plugin_server.storage.clickhouse import ClickHouse
 from plugin_server.storage.postgres import Postgres
 

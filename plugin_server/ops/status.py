@@ -22,9 +22,9 @@ from typing import Any
 
 import trio
 
-from plugin_server.config import Settings
-from plugin_server.errors import ServiceUnavailable
-from plugin_server.server import row_topics
+from plugin_server.app.config import Settings
+from plugin_server.core.errors import ServiceUnavailable
+from plugin_server.app.server import row_topics
 from plugin_server.storage.kafka import LogRange, committed_offsets, log_ranges
 from plugin_server.storage.postgres import Postgres, open_postgres
 

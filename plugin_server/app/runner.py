@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from plugin_server import aio, gc_policy, logs
-from plugin_server.server import Server, ServerHandle
+from plugin_server.core import aio, gc_policy, logs
+from plugin_server.app.server import Server, ServerHandle
 
 log = logs.get(__name__)
 

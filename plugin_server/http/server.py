@@ -22,8 +22,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from plugin_server import logs
-from plugin_server.errors import PluginServerError, ServiceUnavailable
+from plugin_server.core import logs
+from plugin_server.core.errors import PluginServerError, ServiceUnavailable
 from plugin_server.storage.clickhouse import ClickHouse
 from workers.consumer import ConsumerStatus
 

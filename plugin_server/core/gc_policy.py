@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gc
 
-from plugin_server import logs
+from plugin_server.core import logs
 
 log = logs.get(__name__)
 

@@ -39,11 +39,11 @@ from typing import Any
 
 from trio_asyncio import trio_as_aio
 
-from plugin_server import logs
-from plugin_server.config import Settings
-from plugin_server.ingestion import jsonx
+from plugin_server.core import logs
+from plugin_server.app.config import Settings
+from plugin_server.core import jsonx
 from plugin_server.ingestion.dead_letter import REJECTED_BY_CLICKHOUSE
-from plugin_server.migrations import SchemaOutdated, pending_postgres
+from plugin_server.storage.migrations import SchemaOutdated, pending_postgres
 from plugin_server.storage.kafka import (
     KafkaProducer,
     Message,

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio_asyncio
 
-from plugin_server import logs
+from plugin_server.core import logs
 
 log = logs.get(__name__)
 

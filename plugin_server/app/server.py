@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import trio
 
 from jobs.monitor import JobQueueMonitor
-from jobs.queue import JobQueue
-from plugin_server import logs
-from plugin_server.config import Settings
-from plugin_server.http import App, ServerState, run_http
+from plugin_server.storage.jobs import JobQueue
+from plugin_server.core import logs
+from plugin_server.app.config import Settings
+from plugin_server.http.server import App, ServerState, run_http
 from plugin_server.ingestion.groups import GroupsStep
 from plugin_server.ingestion.person_cache import SharedStates
 from plugin_server.ingestion.persons import PersonsStep
@@ -37,13 +37,8 @@ from plugin_server.ingestion.row import (
     WARNINGS_TABLE,
 )
 from plugin_server.ingestion.teams import TeamCache
-from plugin_server.migrations import (
-    SchemaOutdated,
-    migrate_clickhouse,
-    pending_clickhouse,
-    pending_postgres,
-)
-from plugin_server.sinks import DirectSink, KafkaSink
+from plugin_server.storage.migrations import SchemaOutdated, migrate_clickhouse, pending_clickhouse, pending_postgres
+from plugin_server.storage.sinks import DirectSink, KafkaSink
 from plugin_server.storage.clickhouse import ClickHouse, open_clickhouse
 from plugin_server.storage.groups import GroupStore
 from plugin_server.storage.kafka import open_producer
@@ -52,8 +47,8 @@ from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
 from plugin_server.storage.teams import TeamStore
-from vm.plugin_logs import LogShipper, PluginLogs
-from vm.runtime import PluginRuntime
+from plugin_server.plugins.logs import LogShipper, PluginLogs
+from plugin_server.plugins.runtime import PluginRuntime
 from workers.async_handler import AsyncHandler
 from workers.consumer import BatchConsumer
 from workers.ingestion import IngestionHandler

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import trio
 
-from plugin_server import aio, logs, tools
-from plugin_server.config import Settings
-from plugin_server.embedded.stack import EmbeddedStack, choose_port
-from plugin_server.errors import PluginServerError
-from plugin_server.runner import serve
-from plugin_server.server import Server, ServerHandle
+from plugin_server.core import aio, logs
+from plugin_server.ops import tools
+from plugin_server.app.config import Settings
+from plugin_server.ops.embedded import EmbeddedStack, choose_port
+from plugin_server.core.errors import PluginServerError
+from plugin_server.app.runner import serve
+from plugin_server.app.server import Server, ServerHandle
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
 

@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from plugin_server import metrics
-from plugin_server.ingestion import jsonx
-from vm.chain import Progress, error_record, raise_host_failure
+from plugin_server.core import metrics
+from plugin_server.core import jsonx
+from plugin_server.plugins.chain import Progress, error_record, raise_host_failure
 from vm.errors import PluginRuntimeError, PluginTimeout, SandboxError
 
 if TYPE_CHECKING:
-    from vm.runtime import LoadedConfig
+    from plugin_server.plugins.runtime import LoadedConfig
 
 EXPORT_RETRY_JOB = "export_events_with_retry"
 MAX_EXPORT_RETRIES = 15

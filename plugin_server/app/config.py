@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin_server.errors import ConfigError
+from plugin_server.core.errors import ConfigError
 
 MODES = ("all", "ingestion", "async", "jobs", "scheduler", "writer", "api")
 SINKS = ("direct", "kafka")

@@ -30,25 +30,18 @@ import outcome
 import trio
 from prometheus_client import Counter, Gauge
 
-from jobs.queue import JobQueue
-from plugin_server import logs
-from plugin_server.errors import PluginServerError
-from plugin_server.ingestion import jsonx
+from plugin_server.storage.jobs import JobQueue
+from plugin_server.core import logs
+from plugin_server.core.errors import PluginServerError
+from plugin_server.core import jsonx
 from plugin_server.storage.plugins import ConfigRow, PluginStore
 from plugin_server.storage.redis import Redis
 from vm import config_schema
-from vm.async_side import (
-    EXPORT_RETRY_JOB,
-    AsyncReport,
-    export_batches,
-    export_retry_delay,
-    run_export,
-    run_on_event,
-)
-from vm.chain import ChainReport, Progress, error_record, run_chain
+from plugin_server.plugins.hooks import EXPORT_RETRY_JOB, AsyncReport, export_batches, export_retry_delay, run_export, run_on_event
+from plugin_server.plugins.chain import ChainReport, Progress, error_record, run_chain
 from vm.errors import SandboxError
-from vm.meta import Cache, Cursor, Fetch, Jobs, Logger, Meta, Metrics, Storage, Utils, take_host_failure
-from vm.plugin_logs import LogTarget, PluginLogs
+from plugin_server.plugins.meta import Cache, Cursor, Fetch, Jobs, Logger, Meta, Metrics, Storage, Utils, take_host_failure
+from plugin_server.plugins.logs import LogTarget, PluginLogs
 from vm.sandbox import CompiledPlugin, PluginInstance, compile_plugin
 
 log = logs.get(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plugin_server.errors import PluginServerError, leaves
+from plugin_server.core.errors import PluginServerError, leaves
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from plugin_server import metrics
-from plugin_server.errors import PluginServerError
+from plugin_server.core import metrics
+from plugin_server.core.errors import PluginServerError
 from vm.errors import PluginTimeout, SandboxError
-from vm.meta import take_host_failure
+from plugin_server.plugins.meta import take_host_failure
 
 if TYPE_CHECKING:
-    from vm.runtime import LoadedConfig
+    from plugin_server.plugins.runtime import LoadedConfig
 
 MAX_DISTINCT_ID_CHARS = 200
 EDITABLE = ("event", "distinct_id", "properties", "timestamp", "ip")
