@@ -26,7 +26,8 @@ from plugin_server.ops import synth
 from plugin_server.storage.plugins import ConfigRow
 from plugin_server.plugins.chain import ChainReport, Progress, run_chain
 from plugin_server.plugins.logs import LogTarget, PluginLogs
-from plugin_server.plugins.runtime import CHUNK_EVENTS, LoadedConfig
+from plugin_server.plugins.runtime import CHUNK_EVENTS
+from plugin_server.plugins.loaded import LoadedConfig
 from vm.sandbox import compile_plugin
 
 SOURCE = """

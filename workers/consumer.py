@@ -26,26 +26,13 @@ import trio
 
 from plugin_server.core import logs, metrics
 from plugin_server.core.errors import leaves
+from plugin_server.core.health import ConsumerStatus
 from plugin_server.core.retry import BATCH_RETRY, Backoff
 from plugin_server.storage.kafka import CommitFailed, Message, open_consumer
 
 log = logs.get(__name__)
 # How often an idle consumer refreshes its lag gauge (a metadata round trip).
 LAG_REFRESH_SECONDS = 5.0
-
-
-@dataclass
-class ConsumerStatus:
-    """What health checks and `/_ready` read about one consumer loop."""
-
-    name: str
-    assigned: bool = False
-    running: bool = False
-    last_poll: float = field(default_factory=time.monotonic)
-    last_progress: float = field(default_factory=time.monotonic)
-    lag: int | None = None
-    consumed: int = 0
-    retrying: str | None = None
 
 
 def next_offsets(batch: Sequence[Message]) -> dict[tuple[str, int], int]:

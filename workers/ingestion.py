@@ -16,7 +16,7 @@ from plugin_server.ingestion.dead_letter import (
     rejected_row_message,
 )
 from plugin_server.ingestion.pipeline import BatchOutput, IngestionPipeline
-from plugin_server.ingestion.row import EVENTS_TABLE
+from plugin_server.storage.tables import EVENTS_TABLE
 from plugin_server.storage.sinks import Sink
 from plugin_server.storage.kafka import KafkaProducer, Message, Record
 from plugin_server.plugins.runtime import PluginRuntime

@@ -22,10 +22,10 @@ import httpx
 import trio
 
 from plugin_server.core import logs
-from plugin_server.ops.embedded import free_port
+from plugin_server.core.net import free_port
 from plugin_server.core.errors import PluginServerError
 from plugin_server.core.retry import Backoff
-from workers.consumer import ConsumerStatus
+from plugin_server.core.health import ConsumerStatus
 
 log = logs.get(__name__)
 READY_TIMEOUT_SECONDS = 120.0

@@ -22,20 +22,14 @@ from jobs.monitor import JobQueueMonitor
 from plugin_server.storage.jobs import JobQueue
 from plugin_server.core import logs
 from plugin_server.app.config import Settings
-from plugin_server.http.server import App, ServerState, run_http
+from plugin_server.app.topics import row_topics
+from plugin_server.http.server import App, run_http
+from plugin_server.core.health import ServerState
 from plugin_server.ingestion.groups import GroupsStep
 from plugin_server.ingestion.person_cache import SharedStates
 from plugin_server.ingestion.persons import PersonsStep
 from plugin_server.ingestion.pipeline import IngestionPipeline
 from plugin_server.ingestion.plugins import PluginsStep
-from plugin_server.ingestion.row import (
-    EVENTS_TABLE,
-    GROUPS_TABLE,
-    PERSON_DISTINCT_ID_TABLE,
-    PERSON_TABLE,
-    PLUGIN_LOG_TABLE,
-    WARNINGS_TABLE,
-)
 from plugin_server.ingestion.teams import TeamCache
 from plugin_server.storage.migrations import SchemaOutdated, migrate_clickhouse, pending_clickhouse, pending_postgres
 from plugin_server.storage.sinks import DirectSink, KafkaSink
@@ -62,18 +56,6 @@ PARENT_POLL_SECONDS = 1.0
 
 # Modes whose capability exists today; the others are named so the CLI can say "not yet".
 RUNNABLE_MODES = ("all", "ingestion", "writer", "async")
-
-
-def row_topics(settings: Settings) -> dict[str, str]:
-    """ClickHouse table -> the topic the Kafka sink produces its rows to."""
-    return {
-        EVENTS_TABLE: settings.clickhouse_json_events_kafka_topic,
-        WARNINGS_TABLE: settings.clickhouse_ingestion_warnings_kafka_topic,
-        PERSON_TABLE: settings.clickhouse_person_kafka_topic,
-        PERSON_DISTINCT_ID_TABLE: settings.clickhouse_person_distinct_id_kafka_topic,
-        GROUPS_TABLE: settings.clickhouse_groups_kafka_topic,
-        PLUGIN_LOG_TABLE: settings.clickhouse_plugin_log_entries_kafka_topic,
-    }
 
 
 @dataclass(frozen=True)

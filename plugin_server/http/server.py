@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import trio
 from hypercorn.config import Config
@@ -25,44 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from plugin_server.core import logs
 from plugin_server.core.errors import PluginServerError, ServiceUnavailable
 from plugin_server.storage.clickhouse import ClickHouse
-from workers.consumer import ConsumerStatus
+from plugin_server.core.health import ServerState
 
 log = logs.get(__name__)
 MAX_QUERY_BYTES = 1 << 20
-
-
-@dataclass
-class ServerState:
-    """What the HTTP server reports; the supervisor fills it in."""
-
-    max_stale_seconds: float
-    consumers: list[ConsumerStatus] = field(default_factory=list)
-    ready: bool = False
-    stopping: bool = False
-    # Other parts' health (e.g. the plugin runtime): name -> "is it healthy now".
-    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
-
-    def health(self, now: float | None = None) -> tuple[bool, dict]:
-        now = time.monotonic() if now is None else now
-        checks = {}
-        for c in self.consumers:
-            stale = now - c.last_progress > self.max_stale_seconds and bool(c.lag)
-            checks[c.name] = {
-                "running": c.running,
-                "assigned": c.assigned,
-                "lag": c.lag,
-                "consumed": c.consumed,
-                "seconds_since_progress": round(now - c.last_progress, 3),
-                "retrying": c.retrying,
-                "healthy": c.running and not stale,
-            }
-        for name, check in self.checks.items():
-            checks[name] = {"healthy": check()}
-        healthy = all(check["healthy"] for check in checks.values())
-        return healthy, {"status": "ok" if healthy else "error", "checks": checks}
-
-    def is_ready(self) -> bool:
-        return self.ready and not self.stopping and all(c.running and c.assigned for c in self.consumers)
 
 
 Send = Callable

@@ -7,6 +7,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from plugin_server.storage.teams import Team
+
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -16,15 +18,6 @@ class Source:
     partition: int
     offset: int
     timestamp_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class Team:
-    id: int
-    uuid: str
-    name: str
-    api_token: str
-    anonymize_ips: bool
 
 
 @dataclass(frozen=True, slots=True)

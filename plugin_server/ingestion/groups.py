@@ -39,7 +39,7 @@ from plugin_server.core.bounded import remember
 from plugin_server.ingestion.event import GroupView, IngestionWarning, PipelineEvent
 from plugin_server.ingestion.js import js_string, js_to_number, js_truthy
 from plugin_server.ingestion.results import Ok
-from plugin_server.ingestion.row import GROUPS_TABLE, Row, ch_datetime
+from plugin_server.storage.tables import GROUPS_TABLE, Row, ch_datetime
 from plugin_server.storage.groups import GroupColumns, GroupKey, GroupRecord, GroupStore
 
 log = logs.get(__name__)

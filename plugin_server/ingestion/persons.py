@@ -45,12 +45,7 @@ from plugin_server.ingestion.person_properties import (
 from plugin_server.ingestion.person_properties import merge as merge_states
 from plugin_server.ingestion.person_rules import is_illegal_distinct_id, merge_ids
 from plugin_server.ingestion.results import Ok
-from plugin_server.ingestion.row import (
-    PERSON_DISTINCT_ID_TABLE,
-    PERSON_TABLE,
-    Row,
-    ch_datetime,
-)
+from plugin_server.storage.tables import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE, Row, ch_datetime
 from plugin_server.storage.persons import (
     AlreadyExists,
     Gone,

@@ -27,7 +27,8 @@ from plugin_server.ingestion.persons import PersonBatch, PersonsStep
 from plugin_server.ingestion.plugins import DROP_REASON as PLUGIN_DROP_REASON
 from plugin_server.ingestion.plugins import PluginsStep
 from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry
-from plugin_server.ingestion.row import Row, ch_datetime, event_rows
+from plugin_server.ingestion.row import event_rows
+from plugin_server.storage.tables import Row, ch_datetime
 from plugin_server.ingestion.teams import TeamCache, resolve_team
 from plugin_server.storage.kafka import Message
 

@@ -8,61 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 from plugin_server.core import jsonx
 from plugin_server.ingestion.event import IngestionWarning, PipelineEvent
-
-EVENTS_TABLE = "events"
-WARNINGS_TABLE = "ingestion_warnings"
-PERSON_TABLE = "person"
-PERSON_DISTINCT_ID_TABLE = "person_distinct_id2"
-
-EVENT_COLUMNS = [
-    "uuid", "event", "properties", "timestamp", "team_id", "distinct_id", "elements_chain", "created_at",
-    "person_id", "person_properties", "person_created_at", "_timestamp", "_offset", "_partition",
-    *(f"$group_{i}" for i in range(5)), *(f"group{i}_properties" for i in range(5)),
-    *(f"group{i}_created_at" for i in range(5)),
-]  # fmt: skip
-GROUPS_TABLE = "groups"
-PLUGIN_LOG_TABLE = "plugin_log_entries"
-PLUGIN_LOG_COLUMNS = [
-    "id", "team_id", "plugin_id", "plugin_config_id", "timestamp", "source", "type", "message", "instance_id",
-    "_timestamp", "_offset",
-]  # fmt: skip
-GROUP_COLUMNS = ["group_type_index", "group_key", "created_at", "team_id", "group_properties", "_timestamp", "_offset"]
-WARNING_COLUMNS = ["team_id", "source", "type", "details", "timestamp", "_timestamp", "_offset", "_partition"]
-PERSON_COLUMNS = ["id", "created_at", "team_id", "properties", "is_identified", "is_deleted", "version", "_timestamp", "_offset"]
-PERSON_DISTINCT_ID_COLUMNS = ["team_id", "distinct_id", "person_id", "is_deleted", "version", "_timestamp", "_offset", "_partition"]
-COLUMNS = {
-    GROUPS_TABLE: GROUP_COLUMNS,
-    PLUGIN_LOG_TABLE: PLUGIN_LOG_COLUMNS,
-    EVENTS_TABLE: EVENT_COLUMNS,
-    WARNINGS_TABLE: WARNING_COLUMNS,
-    PERSON_TABLE: PERSON_COLUMNS,
-    PERSON_DISTINCT_ID_TABLE: PERSON_DISTINCT_ID_COLUMNS,
-}
+from plugin_server.storage.tables import (
+    EVENTS_TABLE,
+    WARNINGS_TABLE,
+    Row,
+    ch_datetime,
+)
 
 # Rows of events that have no person (none resolved) carry PostHog's empty values.
 NO_PERSON = "00000000-0000-0000-0000-000000000000"
 NO_PERSON_CREATED_AT = "1970-01-01 00:00:00.000"
-_ZERO = dt.timedelta(0)
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    table: str
-    line: bytes  # one JSON object, no newline
-    key: bytes | None = None  # Kafka key when produced (the event uuid, as PostHog)
-    team_id: int | None = None  # of an events row built here (not read back from a topic)
-
-
-def ch_datetime(value: dt.datetime) -> str:
-    """ClickHouse DateTime64(6) text in UTC: 'YYYY-MM-DD HH:MM:SS.ffffff'."""
-    if value.utcoffset() != _ZERO:
-        value = value.astimezone(dt.timezone.utc)
-    return value.isoformat(sep=" ", timespec="microseconds")[:26]
 
 
 @functools.lru_cache(maxsize=1 << 14)

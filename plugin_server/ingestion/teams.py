@@ -11,7 +11,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from plugin_server.core.bounded import remember
-from plugin_server.ingestion.event import PipelineEvent, Team
+from plugin_server.ingestion.event import PipelineEvent
+from plugin_server.storage.teams import Team
 from plugin_server.ingestion.results import DeadLetter, Ok
 
 UNKNOWN_TOKEN = "unknown_token"

@@ -17,15 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugin_server.core import metrics
 from plugin_server.core.errors import PluginServerError
-from vm.errors import PluginTimeout, SandboxError
+from plugin_server.plugins.loaded import LoadedConfig
 from plugin_server.plugins.meta import take_host_failure
-
-if TYPE_CHECKING:
-    from plugin_server.plugins.runtime import LoadedConfig
+from vm.errors import PluginTimeout, SandboxError
 
 MAX_DISTINCT_ID_CHARS = 200
 EDITABLE = ("event", "distinct_id", "properties", "timestamp", "ip")

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from plugin_server.core import metrics
-from plugin_server.core import jsonx
+from plugin_server.core import jsonx, metrics
 from plugin_server.plugins.chain import Progress, error_record, raise_host_failure
+from plugin_server.plugins.loaded import LoadedConfig
 from vm.errors import PluginRuntimeError, PluginTimeout, SandboxError
-
-if TYPE_CHECKING:
-    from plugin_server.plugins.runtime import LoadedConfig
 
 EXPORT_RETRY_JOB = "export_events_with_retry"
 MAX_EXPORT_RETRIES = 15

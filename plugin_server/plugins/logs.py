@@ -18,12 +18,11 @@ from dataclasses import dataclass
 import trio
 from prometheus_client import Counter
 
-from plugin_server.core import logs
+from plugin_server.core import jsonx, logs
 from plugin_server.core.errors import PluginServerError
-from plugin_server.core import jsonx
-from plugin_server.ingestion.row import PLUGIN_LOG_TABLE, Row, ch_datetime
 from plugin_server.core.retry import Backoff
 from plugin_server.storage.sinks import Sink
+from plugin_server.storage.tables import PLUGIN_LOG_TABLE, Row, ch_datetime
 
 log = logs.get(__name__)
 

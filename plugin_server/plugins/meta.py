@@ -31,8 +31,8 @@ import httpx
 import trio
 from prometheus_client import Gauge
 
-from plugin_server.storage.jobs import JobQueue
 from plugin_server.core.errors import PluginServerError
+from plugin_server.storage.jobs import JobQueue
 from plugin_server.storage.plugins import Attachment, PluginStore
 from plugin_server.storage.redis import Redis
 

@@ -30,18 +30,36 @@ import outcome
 import trio
 from prometheus_client import Counter, Gauge
 
-from plugin_server.storage.jobs import JobQueue
 from plugin_server.core import logs
 from plugin_server.core.errors import PluginServerError
-from plugin_server.core import jsonx
+from plugin_server.plugins.chain import ChainReport, Progress, error_record, run_chain
+from plugin_server.plugins.hooks import (
+    EXPORT_RETRY_JOB,
+    AsyncReport,
+    export_batches,
+    export_retry_delay,
+    run_export,
+    run_on_event,
+)
+from plugin_server.plugins.loaded import LoadedConfig
+from plugin_server.plugins.logs import LogTarget, PluginLogs
+from plugin_server.plugins.meta import (
+    Cache,
+    Cursor,
+    Fetch,
+    Jobs,
+    Logger,
+    Meta,
+    Metrics,
+    Storage,
+    Utils,
+    take_host_failure,
+)
+from plugin_server.storage.jobs import JobQueue
 from plugin_server.storage.plugins import ConfigRow, PluginStore
 from plugin_server.storage.redis import Redis
 from vm import config_schema
-from plugin_server.plugins.hooks import EXPORT_RETRY_JOB, AsyncReport, export_batches, export_retry_delay, run_export, run_on_event
-from plugin_server.plugins.chain import ChainReport, Progress, error_record, run_chain
 from vm.errors import SandboxError
-from plugin_server.plugins.meta import Cache, Cursor, Fetch, Jobs, Logger, Meta, Metrics, Storage, Utils, take_host_failure
-from plugin_server.plugins.logs import LogTarget, PluginLogs
 from vm.sandbox import CompiledPlugin, PluginInstance, compile_plugin
 
 log = logs.get(__name__)
@@ -62,40 +80,6 @@ PLUGIN_ERRORS = Counter("plugin_errors_total", "Plugin calls that failed.", ["pl
 PLUGIN_DISABLED = Counter("plugin_configs_disabled_total", "Plugin configs this server disabled.", ["reason"])
 EXPORT_UNDELIVERED = Counter("plugin_export_undelivered_total", "Events export_events gave up on.", ["plugin_config_id"])
 ABANDONED_THREADS = Gauge("plugin_abandoned_threads", "Plugin threads stuck in C code and abandoned.")
-
-
-@dataclass(eq=False)
-class LoadedConfig:
-    """One plugin config's live instance in this process."""
-
-    row: ConfigRow
-    instance: PluginInstance
-    meta: Meta
-    target: LogTarget
-    logs: PluginLogs
-    timeout: float
-    ready: bool = False  # setup_plugin succeeded (or there is none)
-    disabled: bool = False
-    consecutive_timeouts: int = 0
-    setup_attempts: int = 0
-    next_setup: float = 0.0
-
-    @property
-    def label(self) -> str:
-        return f"{self.row.plugin_name} ({self.row.config_id})"
-
-    def log(self, source: str, kind: str, message: str) -> None:
-        self.logs.write(self.target, source, kind, message)
-
-    def call(self, function: Any, payload: Any) -> Any:
-        """`function(copy of payload, meta)` in the sandbox, in the calling (worker) thread. The
-        plugin gets its own copy, so what it mutates before failing is never the host's value."""
-        copy = jsonx.loads(jsonx.dumps(payload))
-        return self.instance.call(function, copy, self.meta, timeout=self.timeout, log=self.print_log)
-
-    def print_log(self, kind: str, text: str) -> None:
-        """The sandbox's `log(kind, text)`: print output and its own notes."""
-        self.log("CONSOLE" if kind == "log" else "SYSTEM", "LOG" if kind == "log" else "WARN", text)
 
 
 @dataclass(eq=False)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from plugin_server.core import metrics
-from plugin_server.ingestion.row import COLUMNS, EVENTS_TABLE, Row
+from plugin_server.storage.tables import COLUMNS, EVENTS_TABLE, Row
 from plugin_server.storage.clickhouse import ClickHouse, RowsRejected
 from plugin_server.storage.kafka import KafkaProducer, Record
 

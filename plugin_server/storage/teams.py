@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
-from plugin_server.ingestion.event import Team
 from plugin_server.storage.postgres import Postgres
 
 TEAM_COLUMNS = "id, uuid::text AS uuid, name, api_token, anonymize_ips"
@@ -12,6 +12,15 @@ SELECT_BY_TOKENS = f"SELECT {TEAM_COLUMNS} FROM posthog_team WHERE api_token = A
 SELECT_BY_IDS = f"SELECT {TEAM_COLUMNS} FROM posthog_team WHERE id = ANY($1::int[])"
 INSERT_TEAM = f"INSERT INTO posthog_team (name, api_token) VALUES ($1, $2) RETURNING {TEAM_COLUMNS}"
 SELECT_FIRST = f"SELECT {TEAM_COLUMNS} FROM posthog_team ORDER BY id LIMIT 1"
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    id: int
+    uuid: str
+    name: str
+    api_token: str
+    anonymize_ips: bool
 
 
 def _team(row) -> Team:  # noqa: ANN001 - asyncpg Record

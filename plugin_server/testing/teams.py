@@ -6,7 +6,7 @@ import itertools
 import secrets
 import uuid
 
-from plugin_server.ingestion.event import Team
+from plugin_server.storage.teams import Team
 
 
 class InMemoryTeamStore:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plugin_server.ops.embedded import free_port
+from plugin_server.core.net import free_port
 
 ADMIN = "e2e-admin-token"
 START_TIMEOUT = 90.0

@@ -100,7 +100,7 @@ def test_second_server_on_the_same_embedded_clickhouse_gets_a_clear_error(server
         return  # a ClickHouse server has no such lock
     first = start_server(server_env, name="first")
     first.wait_ready()
-    from plugin_server.ops.embedded import free_port
+    from plugin_server.core.net import free_port
 
     second = start_server(dict(server_env, HTTP_PORT=str(free_port())), name="second")
     assert second.proc.wait(60) == 1

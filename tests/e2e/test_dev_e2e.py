@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from plugin_server.ops.embedded import free_port
+from plugin_server.core.net import free_port
 from tests.e2e.conftest import cli, query, wait_until
 
 EVENTS = 3000

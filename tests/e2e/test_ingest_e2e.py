@@ -9,7 +9,7 @@ import trio
 
 from plugin_server.core import aio
 from plugin_server.ops import synth
-from plugin_server.ops.embedded import free_port
+from plugin_server.core.net import free_port
 from plugin_server.storage.kafka import (
     Record,
     ensure_topics,

@@ -12,7 +12,7 @@ import pytest
 import trio
 from aiokafka.partitioner import DefaultPartitioner
 
-from plugin_server.ops.embedded import free_port
+from plugin_server.core.net import free_port
 from plugin_server.core.errors import ServiceUnavailable, StorageError
 from plugin_server.storage.migrations import load, migrate_clickhouse, migrate_postgres
 from plugin_server.storage.clickhouse import open_clickhouse
@@ -267,7 +267,7 @@ def test_stack_children_die_with_their_parent(tmp_path):
 
 
 async def test_direct_sink_dead_letters_only_the_rows_clickhouse_refuses(aio, services):
-    from plugin_server.ingestion.row import Row
+    from plugin_server.storage.tables import Row
     from plugin_server.storage.sinks import DirectSink
 
     async with open_clickhouse(services.clickhouse_url) as ch:

@@ -11,7 +11,8 @@ import uuid
 import pytest
 import trio
 
-from plugin_server.ingestion.event import GroupView, PipelineEvent, Source, Team
+from plugin_server.ingestion.event import GroupView, PipelineEvent, Source
+from plugin_server.storage.teams import Team
 from plugin_server.ingestion.groups import GroupsStep
 from plugin_server.storage.groups import GroupColumns, GroupStore
 from plugin_server.storage.postgres import open_postgres

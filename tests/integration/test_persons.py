@@ -10,10 +10,10 @@ import uuid
 import pytest
 import trio
 
-from plugin_server.ingestion.event import Team
+from plugin_server.storage.teams import Team
 from plugin_server.ingestion.persons import PersonsStep, person_uuid
 from plugin_server.ingestion.pipeline import IngestionPipeline
-from plugin_server.ingestion.row import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE
+from plugin_server.storage.tables import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE
 from plugin_server.ingestion.teams import TeamCache
 from plugin_server.storage.kafka import Message
 from plugin_server.storage.persons import PersonStore

@@ -12,7 +12,8 @@ import trio
 from plugin_server.ops import synth
 from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.storage.migrations import migrate_clickhouse
-from plugin_server.app.server import Server, row_topics
+from plugin_server.app.server import Server
+from plugin_server.app.topics import row_topics
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,

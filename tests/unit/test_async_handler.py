@@ -60,7 +60,7 @@ async def test_without_async_plugins_a_batch_is_acknowledged_unread():
 
 def test_the_ingestion_worker_forwards_event_rows_of_teams_with_async_plugins_without_parsing_them():
     from plugin_server.ingestion.event import Source
-    from plugin_server.ingestion.row import EVENTS_TABLE, PERSON_TABLE, Row
+    from plugin_server.storage.tables import EVENTS_TABLE, PERSON_TABLE, Row
     from workers.ingestion import IngestionHandler
 
     source = Source("events", 0, 1, 0)

@@ -3,7 +3,8 @@ import datetime as dt
 
 import pytest
 
-from plugin_server.ingestion.event import IngestionWarning, PipelineEvent, Source, Team
+from plugin_server.ingestion.event import IngestionWarning, PipelineEvent, Source
+from plugin_server.storage.teams import Team
 from plugin_server.ingestion.normalize import normalize
 from plugin_server.ingestion.results import Ok
 

@@ -5,19 +5,11 @@ import re
 
 import pytest
 
-from plugin_server.ingestion.event import IngestionWarning, PipelineEvent, Source, Team
+from plugin_server.ingestion.event import IngestionWarning, PipelineEvent, Source
+from plugin_server.storage.teams import Team
 from plugin_server.ingestion.normalize import normalize
-from plugin_server.ingestion.row import (
-    COLUMNS,
-    EVENTS_TABLE,
-    NO_PERSON,
-    WARNINGS_TABLE,
-    Row,
-    ch_datetime,
-    event_rows,
-    safe_json,
-    warning_row,
-)
+from plugin_server.ingestion.row import NO_PERSON, event_rows, safe_json, warning_row
+from plugin_server.storage.tables import COLUMNS, EVENTS_TABLE, WARNINGS_TABLE, Row, ch_datetime
 
 UTC = dt.UTC
 TEAM = Team(id=7, uuid="00000000-0000-4000-8000-000000000007", name="T", api_token="tok", anonymize_ips=False)

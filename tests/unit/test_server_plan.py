@@ -1,8 +1,9 @@
 import pytest
 
 from plugin_server.app.config import MODES, SINKS, Settings
-from plugin_server.ingestion.row import COLUMNS
-from plugin_server.app.server import RUNNABLE_MODES, Plan, plan, row_topics
+from plugin_server.storage.tables import COLUMNS
+from plugin_server.app.server import RUNNABLE_MODES, Plan, plan
+from plugin_server.app.topics import row_topics
 
 CHDB = "chdb:///var/lib/ch"
 SERVER = "http://default:@ch:8123/default"

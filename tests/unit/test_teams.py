@@ -1,7 +1,8 @@
 import pytest
 
 from plugin_server.ingestion import teams as teams_module
-from plugin_server.ingestion.event import PipelineEvent, Source, Team
+from plugin_server.ingestion.event import PipelineEvent, Source
+from plugin_server.storage.teams import Team
 from plugin_server.ingestion.results import DeadLetter, Ok
 from plugin_server.ingestion.teams import (
     UNKNOWN_TEAM_ID,

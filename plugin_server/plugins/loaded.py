@@ -1,0 +1,46 @@
+"""One plugin config's live instance: what the chain, the post-write hooks and the runtime share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from plugin_server.core import jsonx
+from plugin_server.plugins.logs import LogTarget, PluginLogs
+from plugin_server.plugins.meta import Meta
+from plugin_server.storage.plugins import ConfigRow
+from vm.sandbox import PluginInstance
+
+
+@dataclass(eq=False)
+class LoadedConfig:
+    """One plugin config's live instance in this process."""
+
+    row: ConfigRow
+    instance: PluginInstance
+    meta: Meta
+    target: LogTarget
+    logs: PluginLogs
+    timeout: float
+    ready: bool = False  # setup_plugin succeeded (or there is none)
+    disabled: bool = False
+    consecutive_timeouts: int = 0
+    setup_attempts: int = 0
+    next_setup: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.row.plugin_name} ({self.row.config_id})"
+
+    def log(self, source: str, kind: str, message: str) -> None:
+        self.logs.write(self.target, source, kind, message)
+
+    def call(self, function: Any, payload: Any) -> Any:
+        """`function(copy of payload, meta)` in the sandbox, in the calling (worker) thread. The
+        plugin gets its own copy, so what it mutates before failing is never the host's value."""
+        copy = jsonx.loads(jsonx.dumps(payload))
+        return self.instance.call(function, copy, self.meta, timeout=self.timeout, log=self.print_log)
+
+    def print_log(self, kind: str, text: str) -> None:
+        """The sandbox's `log(kind, text)`: print output and its own notes."""
+        self.log("CONSOLE" if kind == "log" else "SYSTEM", "LOG" if kind == "log" else "WARN", text)
