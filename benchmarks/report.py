@@ -39,8 +39,16 @@ def markdown(summary: dict[str, Any]) -> str:
     rows = [
         ("Raw ceiling, direct sink (events/s)", summary.get("raw_ceiling_eps"), "baseline"),
         ("Raw ceiling, Kafka sink + writer (events/s)", summary.get("raw_ceiling_kafka_eps"), "baseline (kafka path)"),
-        ("End to end, 1 process (events/s)", summary.get("e2e_eps_1proc"), f"ratio to raw: {_fmt(summary.get('ratio_to_raw'))}"),
-        ("End to end, 2 processes (events/s)", summary.get("e2e_eps_2proc"), f"scaling: {_fmt(summary.get('scaling_2proc'))}x"),
+        (
+            "End to end, 1 process (events/s)",
+            summary.get("e2e_eps_1proc"),
+            f"ratio to raw: {_fmt(summary.get('ratio_to_raw'))}",
+        ),
+        (
+            "End to end, 2 processes (events/s)",
+            summary.get("e2e_eps_2proc"),
+            f"scaling: {_fmt(summary.get('scaling_2proc'))}x",
+        ),
     ]
     export = summary.get("export") or {}
     if export:
@@ -62,7 +70,9 @@ def markdown(summary: dict[str, Any]) -> str:
                      f"plain Python {_fmt(vm.get('plain_ns'))} ns: {_fmt(vm.get('ratio'))}x"))  # fmt: skip
     for point in summary.get("person_growth") or []:
         ratio = point["eps"] / raw if raw else None
-        rows.append((f"Person-heavy events/s with {point['persons']:,} persons", point["eps"], f"ratio to raw: {_fmt(ratio)}"))
+        rows.append(
+            (f"Person-heavy events/s with {point['persons']:,} persons", point["eps"], f"ratio to raw: {_fmt(ratio)}")
+        )
     rows.append(("Stack RSS at ~1,000 events/s (MB)", summary.get("stack_rss_mb"),
                  f"all processes: {_by_process(summary.get('stack_rss_by_process_mb'))}"))  # fmt: skip
     rows.append(("CPU seconds per million events", summary.get("cpu_s_per_million"), "all processes"))

@@ -37,11 +37,11 @@ import trio
 
 from benchmarks import report, skeleton, vm_overhead
 from benchmarks.stack import run_on_stack
+from plugin_server.app.config import Settings
+from plugin_server.app.server import Server
 from plugin_server.core import aio
 from plugin_server.ops import synth
-from plugin_server.app.config import Settings
-from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
-from plugin_server.app.server import Server
+from plugin_server.ops.tools import topics_of
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,
@@ -51,10 +51,10 @@ from plugin_server.storage.kafka import (
     open_offsets_reader,
     open_producer,
 )
+from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
-from plugin_server.ops.tools import topics_of
 
 TRIVIAL_PLUGIN = 'def process_event(event, meta):\n    event["properties"]["bench"] = True\n    return event\n'
 # Counts what it was handed in its own storage, so the scenario can check that nothing was lost.
@@ -140,7 +140,10 @@ class Bench:
     async def produce(self, settings: Settings, messages: Any) -> int:
         count = 0
         async with open_producer(hosts=settings.kafka_hosts, client_id="bench") as producer:
-            while chunk := [Record(settings.kafka_consumption_topic, m.value, m.key) for _, m in zip(range(10_000), messages, strict=False)]:
+            while chunk := [
+                Record(settings.kafka_consumption_topic, m.value, m.key)
+                for _, m in zip(range(10_000), messages, strict=False)
+            ]:
                 await producer.send_batch(chunk)
                 count += len(chunk)
         return count
@@ -207,7 +210,9 @@ class Bench:
                 server.request_stop()
         (started, at_start), (ended, at_end) = first, last
         if ended - started < 0.2 or at_end <= at_start:
-            raise RuntimeError(f"the drain was too fast to measure ({at_end - at_start} events in {ended - started:.3f} s)")
+            raise RuntimeError(
+                f"the drain was too fast to measure ({at_end - at_start} events in {ended - started:.3f} s)"
+            )
         return (at_end - at_start) / (ended - started)
 
 
@@ -224,7 +229,9 @@ async def events_of(ch: Any, team_id: int) -> int:
 
 
 def messages_for(token: str, events: int, *, seed: int, mix: synth.Mix = synth.DEFAULT_MIX) -> Any:
-    return synth.generate(token=token, events=events, persons=max(1, events // 50), seed=seed, now=dt.datetime.now(dt.UTC), mix=mix)
+    return synth.generate(
+        token=token, events=events, persons=max(1, events // 50), seed=seed, now=dt.datetime.now(dt.UTC), mix=mix
+    )
 
 
 def stack_rss_mb() -> dict[str, float]:
@@ -293,12 +300,19 @@ async def raw_ceiling_kafka(settings: Settings, events: int, table: str, topic: 
     async def to_clickhouse() -> None:
         async with open_clickhouse(settings.clickhouse_url) as ch:
             await ch.command(f"CREATE TABLE {table} AS events")
-            async with open_consumer(hosts=settings.kafka_hosts, topics=[topic], group_id=f"{table}-b", client_id="rk") as consumer:
+            async with open_consumer(
+                hosts=settings.kafka_hosts, topics=[topic], group_id=f"{table}-b", client_id="rk"
+            ) as consumer:
                 done = 0
                 while done < events:
                     batch = await consumer.getmany(timeout_ms=100, max_records=settings.ingestion_batch_size)
                     if batch:
-                        await ch.insert_json(table, skeleton.RAW_COLUMNS, b"\n".join(m.value for m in batch), dedup_token=uuid.uuid4().hex)
+                        await ch.insert_json(
+                            table,
+                            skeleton.RAW_COLUMNS,
+                            b"\n".join(m.value for m in batch),
+                            dedup_token=uuid.uuid4().hex,
+                        )
                         await consumer.commit({(m.topic, m.partition): m.offset + 1 for m in batch})
                         done += len(batch)
 
@@ -401,7 +415,9 @@ async def person_growth(bench: Bench, sizes: Sizes) -> list[dict[str, int]]:
                 loaded = upto
             await pg.execute("ANALYZE posthog_person; ANALYZE posthog_persondistinctid")
             bench._baseline = before = await bench.count_events(settings, team.id)
-            await bench.produce(settings, messages_for(team.api_token, sizes.person_events, seed=100 + target, mix=PERSON_HEAVY))
+            await bench.produce(
+                settings, messages_for(team.api_token, sizes.person_events, seed=100 + target, mix=PERSON_HEAVY)
+            )
             eps = await bench.drain(settings, team.id, before + sizes.person_events)
             bench._baseline = 0
             points.append({"persons": target, "eps": round(eps)})
@@ -410,7 +426,9 @@ async def person_growth(bench: Bench, sizes: Sizes) -> list[dict[str, int]]:
 
 async def footprint(bench: Bench, sizes: Sizes) -> dict[str, float] | None:
     """Peak RSS of all processes while ingesting ~1,000 events/s, per process name and total."""
-    latency = await visibility_latency(bench, dataclasses.replace(sizes, latency_seconds=sizes.footprint_seconds), rate=1000)
+    latency = await visibility_latency(
+        bench, dataclasses.replace(sizes, latency_seconds=sizes.footprint_seconds), rate=1000
+    )
     return latency["rss_mb"]
 
 
@@ -449,7 +467,12 @@ async def export(bench: Bench, sizes: Sizes, *, without_eps: float) -> dict[str,
         await bench.produce(settings, messages_for(team.api_token, sizes.throughput, seed=4))
         eps = await bench.drain(settings, team.id, sizes.throughput, finished=all_exported)
         count = await exported()
-    return {"events": sizes.throughput, "eps": round(eps), "exported": count, "ratio_to_e2e": round(eps / without_eps, 3)}
+    return {
+        "events": sizes.throughput,
+        "eps": round(eps),
+        "exported": count,
+        "ratio_to_e2e": round(eps / without_eps, 3),
+    }
 
 
 async def run_all(urls: dict[str, str], sizes: Sizes, quick: bool) -> dict[str, Any]:
@@ -473,7 +496,9 @@ async def run_all(urls: dict[str, str], sizes: Sizes, quick: bool) -> dict[str, 
         step("visibility latency")
         summary["latency_ms"] = await visibility_latency(bench, sizes, rate=one["eps"] / 2)
         step("plugin VM overhead")
-        summary["vm_overhead"] = await trio.to_thread.run_sync(vm_overhead.measure, sizes.vm_events)  # runs its own trio
+        summary["vm_overhead"] = await trio.to_thread.run_sync(
+            vm_overhead.measure, sizes.vm_events
+        )  # runs its own trio
         step("person growth")
         summary["person_growth"] = await person_growth(bench, sizes)
         step("footprint")

@@ -25,11 +25,10 @@ import orjson
 import trio
 
 from benchmarks.stack import run_on_stack
+from plugin_server.app.config import Settings
+from plugin_server.app.server import Server
 from plugin_server.core import aio
 from plugin_server.ops import synth
-from plugin_server.app.config import Settings
-from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
-from plugin_server.app.server import Server
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,
@@ -37,6 +36,7 @@ from plugin_server.storage.kafka import (
     open_consumer,
     open_producer,
 )
+from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
 
@@ -46,9 +46,14 @@ PRODUCE_CHUNK = 10_000
 
 async def produce(settings: Settings, token: str, events: int) -> float:
     started = time.perf_counter()
-    messages = synth.generate(token=token, events=events, persons=max(1, events // 50), seed=1, now=dt.datetime.now(dt.UTC))
+    messages = synth.generate(
+        token=token, events=events, persons=max(1, events // 50), seed=1, now=dt.datetime.now(dt.UTC)
+    )
     async with open_producer(hosts=settings.kafka_hosts, client_id="bench") as producer:
-        while batch := [Record(settings.kafka_consumption_topic, m.value, m.key) for _, m in zip(range(PRODUCE_CHUNK), messages, strict=False)]:
+        while batch := [
+            Record(settings.kafka_consumption_topic, m.value, m.key)
+            for _, m in zip(range(PRODUCE_CHUNK), messages, strict=False)
+        ]:
             await producer.send_batch(batch)
     return time.perf_counter() - started
 
@@ -57,7 +62,10 @@ async def raw_ceiling(settings: Settings, events: int, table: str) -> float:
     async with open_clickhouse(settings.clickhouse_url) as ch:
         await ch.command(f"CREATE TABLE {table} AS events")
         async with open_consumer(
-            hosts=settings.kafka_hosts, topics=[settings.kafka_consumption_topic], group_id=f"raw-{table}", client_id="raw"
+            hosts=settings.kafka_hosts,
+            topics=[settings.kafka_consumption_topic],
+            group_id=f"raw-{table}",
+            client_id="raw",
         ) as consumer:
             done, started = 0, None
             while done < events:
@@ -123,7 +131,11 @@ async def main(urls: dict[str, str], events: int) -> dict:
             team = await TeamStore(pg=pg).create(f"bench-{run}")
         async with open_clickhouse(settings.clickhouse_url) as ch:
             await migrate_clickhouse(ch)
-        await ensure_topics(hosts=settings.kafka_hosts, topics=[settings.kafka_consumption_topic, settings.kafka_dead_letter_topic], partitions=8)
+        await ensure_topics(
+            hosts=settings.kafka_hosts,
+            topics=[settings.kafka_consumption_topic, settings.kafka_dead_letter_topic],
+            partitions=8,
+        )
         produce_s = await produce(settings, team.api_token, events)
         raw = await raw_ceiling(settings, events, f"bench_raw_{run}")
         e2e = await through_server(settings, events)

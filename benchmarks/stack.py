@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from plugin_server.core import gc_policy, logs
 from plugin_server.app.config import Settings
+from plugin_server.core import gc_policy, logs
 from plugin_server.ops.embedded import EmbeddedStack
 
 URL_NAMES = ("DATABASE_URL", "REDIS_URL", "KAFKA_HOSTS", "CLICKHOUSE_URL")

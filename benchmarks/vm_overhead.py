@@ -23,11 +23,11 @@ from typing import Any
 import trio
 
 from plugin_server.ops import synth
-from plugin_server.storage.plugins import ConfigRow
 from plugin_server.plugins.chain import ChainReport, Progress, run_chain
+from plugin_server.plugins.loaded import LoadedConfig
 from plugin_server.plugins.logs import LogTarget, PluginLogs
 from plugin_server.plugins.runtime import CHUNK_EVENTS
-from plugin_server.plugins.loaded import LoadedConfig
+from plugin_server.storage.plugins import ConfigRow
 from vm.sandbox import compile_plugin
 
 SOURCE = """
@@ -57,7 +57,9 @@ def sample_events(count: int) -> list[dict[str, Any]]:
 
 def loaded_config() -> LoadedConfig:
     instance = compile_plugin({"main.py": SOURCE}).instantiate(timeout=30, log=lambda kind, text: None)
-    row = ConfigRow(config_id=1, team_id=1, order=0, config={}, plugin_id=1, plugin_name="bench", config_schema=[], sources={})
+    row = ConfigRow(
+        config_id=1, team_id=1, order=0, config={}, plugin_id=1, plugin_name="bench", config_schema=[], sources={}
+    )
     loaded = LoadedConfig(row, instance, None, LogTarget(1, 1, 1, "bench"), PluginLogs(), 30.0)
     loaded.ready = True
     return loaded

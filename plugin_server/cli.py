@@ -18,11 +18,11 @@ from pathlib import Path
 import trio
 
 from plugin_server import __version__
-from plugin_server.core import aio, logs
-from plugin_server.ops import dlq, tools
 from plugin_server.app.config import MODES, ConfigError, Settings, describe
-from plugin_server.core.errors import PluginServerError, leaves
 from plugin_server.app.server import RUNNABLE_MODES
+from plugin_server.core import aio, logs
+from plugin_server.core.errors import PluginServerError, leaves
+from plugin_server.ops import dlq, tools
 
 NOT_YET = {
     "jobs": "the job queue runner arrives with the jobs issue",
@@ -48,12 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"plugin-server {__version__}")
     parser.add_argument("--mode", choices=MODES, help="capabilities to run (overrides PLUGIN_SERVER_MODE)")
-    parser.add_argument("--migrate", action="store_true", help="apply Postgres and ClickHouse migrations, create topics, exit")
-    parser.add_argument("--healthcheck", action="store_true", help="exit 0 if the server on HTTP_PORT is healthy, else 1")
+    parser.add_argument(
+        "--migrate", action="store_true", help="apply Postgres and ClickHouse migrations, create topics, exit"
+    )
+    parser.add_argument(
+        "--healthcheck", action="store_true", help="exit 0 if the server on HTTP_PORT is healthy, else 1"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     dev = commands.add_parser("dev", help="run the embedded stack, migrations and every mode in the foreground")
-    dev.add_argument("--data-dir", type=Path, default=Path(".data"), help="where the stack keeps its data (default .data)")
+    dev.add_argument(
+        "--data-dir", type=Path, default=Path(".data"), help="where the stack keeps its data (default .data)"
+    )
 
     teams = commands.add_parser("teams", help="manage teams")
     teams_commands = teams.add_subparsers(dest="teams_command", metavar="ACTION", required=True)
@@ -145,8 +151,8 @@ def _since(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _run_async(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-    async def main():  # noqa: ANN202
+def _run_async(fn, *args, **kwargs):
+    async def main():
         async with aio.open_loop():
             return await fn(*args, **kwargs)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from plugin_server.core.aio import open_loop
 from plugin_server.app.config import Settings
+from plugin_server.core.aio import open_loop
 from plugin_server.ops.embedded import EmbeddedStack
 from plugin_server.storage.migrations import migrate_postgres
 from plugin_server.storage.postgres import open_postgres
@@ -42,9 +42,8 @@ class Services:
 
 
 async def _prepare(database_url: str) -> None:
-    async with open_loop():
-        async with open_postgres(database_url, max_size=1) as pg:
-            await migrate_postgres(pg)
+    async with open_loop(), open_postgres(database_url, max_size=1) as pg:
+        await migrate_postgres(pg)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +58,12 @@ def services(tmp_path_factory: pytest.TempPathFactory):
     urls = stack.start()
     try:
         found = Services(
-            urls.database_url, urls.redis_url, urls.kafka_hosts, f"chdb://{root / 'clickhouse'}", external=False, root=root
+            urls.database_url,
+            urls.redis_url,
+            urls.kafka_hosts,
+            f"chdb://{root / 'clickhouse'}",
+            external=False,
+            root=root,
         )
         trio.run(_prepare, found.database_url)
         yield found
@@ -105,7 +109,7 @@ def settings(services: Services, unique: str) -> Settings:
 
 
 @pytest.fixture
-async def team(aio, services: Services) -> dict:  # noqa: ARG001 - aio: the loop the adapter needs
+async def team(aio, services: Services) -> dict:
     async with open_postgres(services.database_url, max_size=1) as pg:
         created = await TeamStore(pg=pg).create(f"test-{uuid.uuid4().hex[:6]}")
     return {"id": created.id, "api_token": created.api_token}

@@ -31,15 +31,9 @@ from typing import Any
 
 from vm.errors import PluginResourceError, PluginTimeout, SandboxError
 
-TICK_INTERVAL = (
-    128  # ticks between deadline checks: time.monotonic costs ~50 ns, a tick ~40 ns
-)
-RSS_CHECK_SECONDS = (
-    0.005  # at most this often the memory watchdog reads /proc/self/statm
-)
-ALLOC_CHECK_CHARS = (
-    32 << 20
-)  # guarded allocations since the last memory check that force one
+TICK_INTERVAL = 128  # ticks between deadline checks: time.monotonic costs ~50 ns, a tick ~40 ns
+RSS_CHECK_SECONDS = 0.005  # at most this often the memory watchdog reads /proc/self/statm
+ALLOC_CHECK_CHARS = 32 << 20  # guarded allocations since the last memory check that force one
 
 
 class Abort(BaseException):
@@ -147,11 +141,7 @@ class Budget:
         self.next_memory_check = now + RSS_CHECK_SECONDS
         grown = _rss() - self.rss_base
         if self.rss_growth_limit is not None and grown > self.rss_growth_limit:
-            self.expire(
-                PluginResourceError(
-                    f"plugin call grew the process memory by {grown >> 20} MiB"
-                )
-            )
+            self.expire(PluginResourceError(f"plugin call grew the process memory by {grown >> 20} MiB"))
 
 
 class _Outside(Budget):
@@ -280,9 +270,7 @@ def owned_ticks(
         if budget.ticks < 0:
             budget.refill(owner)
         if budget.depth >= budget.max_depth:
-            raise refuse(
-                f"recursion deeper than {budget.max_depth} plugin function calls"
-            )
+            raise refuse(f"recursion deeper than {budget.max_depth} plugin function calls")
         budget.depth += 1
         return budget
 

@@ -88,7 +88,9 @@ def _parse_field(item: Any, index: int) -> Field | None:
     if not isinstance(key, str) or not key.isidentifier():
         raise SchemaError(f"{where}: key must be a name (letters, digits, underscores), got {key!r}")
     choices = item.get("choices", ())
-    if kind == "choice" and (not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices)):
+    if kind == "choice" and (
+        not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices)
+    ):
         raise SchemaError(f"config field {key!r}: a choice needs a non-empty list of string choices")
     return Field(
         key=key,
@@ -129,7 +131,9 @@ def _holds(conditions: tuple[tuple[str, Any], ...], config: Mapping[str, Any]) -
     return True
 
 
-def validate(fields: list[Field], config: Mapping[str, Any], *, attachments: frozenset[str] = frozenset()) -> dict[str, Any]:
+def validate(
+    fields: list[Field], config: Mapping[str, Any], *, attachments: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The config a plugin sees: defaults filled in, `json` fields parsed, unknown keys refused.
     ConfigError lists every problem at once."""
     if not isinstance(config, Mapping):

@@ -48,18 +48,12 @@ class PolicyViolation(SandboxError):
 class PluginCallError(SandboxError):
     """A call into plugin code failed. `file`/`line` locate the innermost plugin frame, if any."""
 
-    def __init__(
-        self, message: str, *, file: str | None, line: int | None, traceback: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, file: str | None, line: int | None, traceback: str = "") -> None:
         self.message = message
         self.file = file
         self.line = line
         self.traceback = traceback
-        where = (
-            ""
-            if file is None
-            else (f"{file}:{line}: " if line is not None else f"{file}: ")
-        )
+        where = "" if file is None else (f"{file}:{line}: " if line is not None else f"{file}: ")
         super().__init__(f"{where}{message}")
 
 

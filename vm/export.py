@@ -34,9 +34,7 @@ def export_value(
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _copy_plain(
-    value: Any, depth: int, budget: list[int], file: str | None, line: int | None
-) -> Any:
+def _copy_plain(value: Any, depth: int, budget: list[int], file: str | None, line: int | None) -> Any:
     """Copy one value; scalars inside containers are handled inline (most of an event)."""
     kind = type(value)
     if kind in _SCALARS:
@@ -72,9 +70,7 @@ def _copy_plain(
         budget[0] -= size
     elif isinstance(value, (list, tuple)):
         budget[0] -= 2 + 2 * len(value)
-        items = (
-            list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)
-        )
+        items = list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)
         copy = [
             item
             if type(item) in _SCALARS and type(item) is not str
@@ -86,9 +82,7 @@ def _copy_plain(
         copy = str.__str__(value)
     elif isinstance(value, (int, float)):
         budget[0] -= 8
-        copy = (
-            int.__index__(value) if isinstance(value, int) else float.__float__(value)
-        )
+        copy = int.__index__(value) if isinstance(value, int) else float.__float__(value)
     else:
         raise PluginRuntimeError(
             f"returned a {kind.__name__}; plugins may return only dict, list, str, int, float, bool or None",

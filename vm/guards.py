@@ -97,9 +97,7 @@ def _check_attribute_name(name: object) -> str:
     if type(name) is not str:
         raise TypeError("attribute name must be a str")
     if name.startswith("_"):
-        raise AttributeError(
-            f'"{name}" is an invalid attribute name because it starts with "_"'
-        )
+        raise AttributeError(f'"{name}" is an invalid attribute name because it starts with "_"')
     if name in INSPECT_ATTRIBUTES:
         raise AttributeError(f'"{name}" is a restricted name')
     return name
@@ -150,9 +148,7 @@ def guarded_write(obj: Any) -> Any:
     kind = type(obj)
     if kind in _WRITABLE or type(kind) is PluginClassMeta or kind is PluginClassMeta:
         return obj
-    raise TypeError(
-        f"{getattr(kind, '__name__', 'this')} objects are read-only in plugins"
-    )
+    raise TypeError(f"{getattr(kind, '__name__', 'this')} objects are read-only in plugins")
 
 
 def guarded_setslice(target: Any, piece: slice, value: Any) -> None:
@@ -166,18 +162,10 @@ def guarded_setslice(target: Any, piece: slice, value: Any) -> None:
 
 def _refuse_format(obj: Any, name: str) -> None:
     owner = real_type(obj)
-    is_str = (
-        isinstance(owner, str) or isinstance(owner, type) and issubclass(owner, str)
-    )
+    is_str = isinstance(owner, str) or isinstance(owner, type) and issubclass(owner, str)
     if name in ("format", "format_map") and is_str:
-        raise AttributeError(
-            f"str.{name} is not available to plugins (it can read attributes); use an f-string"
-        )
-    formatter = (
-        isinstance(owner, string.Formatter)
-        or isinstance(owner, type)
-        and issubclass(owner, string.Formatter)
-    )
+        raise AttributeError(f"str.{name} is not available to plugins (it can read attributes); use an f-string")
+    formatter = isinstance(owner, string.Formatter) or isinstance(owner, type) and issubclass(owner, string.Formatter)
     if formatter and name in ("format", "vformat", "get_field", "get_value"):
         raise AttributeError("string.Formatter is not available to plugins")
     if name == "obj" and isinstance(owner, BaseException):
@@ -211,9 +199,7 @@ def _padding(width_index: int, keyword: str) -> Callable[..., Any]:
     return guard
 
 
-def _guard_expandtabs(
-    self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _guard_expandtabs(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     size = args[0] if args else kwargs.get("tabsize", 8)
     tab = "\t" if isinstance(self, str) else b"\t"
     tabs = _text_base(self).count(self, tab)
@@ -221,38 +207,24 @@ def _guard_expandtabs(
     return method(*args, **kwargs)
 
 
-def _guard_replace(
-    self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    if (
-        len(args) >= 2
-        and isinstance(args[0], (str, bytes, bytearray))
-        and isinstance(args[1], (str, bytes, bytearray))
-    ):
+def _guard_replace(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if len(args) >= 2 and isinstance(args[0], (str, bytes, bytearray)) and isinstance(args[1], (str, bytes, bytearray)):
         old, new = args[0], args[1]
         hits = _text_base(self).count(self, old) if old else len(self) + 1
         if len(args) > 2 and isinstance(args[2], int) and args[2] >= 0:
             hits = min(hits, args[2])
-        check_size(
-            len(self) + hits * max(len(new) - len(old), 0), MAX_CHARS, "replace()"
-        )
+        check_size(len(self) + hits * max(len(new) - len(old), 0), MAX_CHARS, "replace()")
     return method(*args, **kwargs)
 
 
-def _guard_join(
-    self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _guard_join(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     parts = bounded_list(args[0], "join()") if args else []
-    total = sum(
-        len(part) for part in parts if isinstance(part, (str, bytes, bytearray))
-    )
+    total = sum(len(part) for part in parts if isinstance(part, (str, bytes, bytearray)))
     check_size(total + len(self) * max(len(parts) - 1, 0), MAX_CHARS, "join()")
     return method(parts)
 
 
-def _guard_translate(
-    self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _guard_translate(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     table = args[0] if args else kwargs.get("table")
     if isinstance(self, str):
         if not isinstance(table, dict):
@@ -265,41 +237,29 @@ def _guard_translate(
     return method(*args, **kwargs)
 
 
-def _guard_to_bytes(
-    self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _guard_to_bytes(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     length = args[0] if args else kwargs.get("length", 1)
     if isinstance(length, int):
         check_size(length, MAX_CHARS, "int.to_bytes()")
     return method(*args, **kwargs)
 
 
-def _guard_strftime(
-    self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _guard_strftime(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     template = args[0] if args else kwargs.get("format", "")
     if isinstance(template, str) and len(template) > MAX_FORMAT_SPEC:
-        raise refuse(
-            f"a strftime format of {len(template)} characters (limit {MAX_FORMAT_SPEC})"
-        )
+        raise refuse(f"a strftime format of {len(template)} characters (limit {MAX_FORMAT_SPEC})")
     return method(*args, **kwargs)
 
 
-def _guard_extend(
-    self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _guard_extend(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     items = args[0] if args else ()
-    if not isinstance(
-        items, (list, tuple, str, bytes, bytearray, range, dict, set, frozenset)
-    ):
+    if not isinstance(items, (list, tuple, str, bytes, bytearray, range, dict, set, frozenset)):
         items = bounded_list(items, "extend()")
     check_size(len(self) + len(items), limit_of(self), "extend()")
     return method(items)
 
 
-def _post_check(
-    self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _post_check(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     result = method(*args, **kwargs)
     if isinstance(result, list):
         check_size(len(result), MAX_ITEMS, "a split")
@@ -307,9 +267,7 @@ def _post_check(
     return checked(result, "a string method")
 
 
-def _guard_elements(
-    self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _guard_elements(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return ticking(method(*args, **kwargs))
 
 

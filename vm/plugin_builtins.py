@@ -74,9 +74,7 @@ def _dict(*args: Any, **kwargs: Any) -> dict[Any, Any]:
 
 
 def _byte_string(kind: type) -> Callable[..., Any]:
-    def construct(
-        source: Any = b"", encoding: str | None = None, errors: str | None = None
-    ) -> Any:
+    def construct(source: Any = b"", encoding: str | None = None, errors: str | None = None) -> Any:
         if isinstance(source, int):
             check_size(source, MAX_CHARS, f"{kind.__name__}()")
             return kind(source)
@@ -92,9 +90,7 @@ def _byte_string(kind: type) -> Callable[..., Any]:
     return construct
 
 
-def _str(
-    value: Any = "", encoding: str | None = None, errors: str | None = None
-) -> str:
+def _str(value: Any = "", encoding: str | None = None, errors: str | None = None) -> str:
     if encoding is not None or errors is not None:
         return checked(str(value, encoding or "utf-8", errors or "strict"), "str()")
     return safe_str(value)
@@ -122,9 +118,7 @@ def _range(*args: int) -> range:
     return span
 
 
-def _sorted(
-    iterable: Any, /, *, key: Callable[[Any], Any] | None = None, reverse: bool = False
-) -> list[Any]:
+def _sorted(iterable: Any, /, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> list[Any]:
     items = bounded_list(iterable, "sorted()")
     items.sort(key=key, reverse=reverse)
     return items
@@ -186,12 +180,7 @@ class PrintCollector:
         sep = " " if sep is None else sep
         if type(sep) is not str or end is not None and type(end) is not str:
             raise TypeError("sep and end must be str")
-        line = _join_fields(
-            *(
-                safe_str(sep) if i % 2 else safe_str(obj)
-                for i, obj in enumerate(_interleave(objects))
-            )
-        )
+        line = _join_fields(*(safe_str(sep) if i % 2 else safe_str(obj) for i, obj in enumerate(_interleave(objects))))
         budget = current()
         size = len(line) + 1
         if budget.output_left >= size:
@@ -231,9 +220,7 @@ _PLAIN_BUILTINS = (
 )
 
 
-def plugin_builtins(
-    importer: Callable[..., Any], owner: object = None
-) -> dict[str, Any]:
+def plugin_builtins(importer: Callable[..., Any], owner: object = None) -> dict[str, Any]:
     """The builtins of one plugin instance: the names plugins can see, plus the guard helpers.
 
     Not handed in: open, exec, eval, compile, globals, locals, vars, dir, type, object, id,
@@ -241,8 +228,7 @@ def plugin_builtins(
     """
     tick, enter, abandoned = owned_ticks(object() if owner is None else owner)
     names: dict[str, Any] = {
-        name: getattr(builtins, name)
-        for name in (_SAFE_EXCEPTIONS + " " + _PLAIN_BUILTINS).split()
+        name: getattr(builtins, name) for name in (_SAFE_EXCEPTIONS + " " + _PLAIN_BUILTINS).split()
     }
     names.update(
         {

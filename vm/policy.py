@@ -54,9 +54,7 @@ def _is_generator(node: ast.FunctionDef) -> bool:
         child = stack.pop()
         if isinstance(child, (ast.Yield, ast.YieldFrom)):
             return True
-        if not isinstance(
-            child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-        ):
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             stack.extend(ast.iter_child_nodes(child))
     return False
 
@@ -70,11 +68,7 @@ class PluginPolicy(RestrictingNodeTransformer):
     source_modules: frozenset[str] = frozenset()
 
     def _check_module(self, node: ast.AST, module: str | None) -> bool:
-        if (
-            module in SAFE_MODULE_NAMES
-            or module in PACKAGES
-            or module in self.source_modules
-        ):
+        if module in SAFE_MODULE_NAMES or module in PACKAGES or module in self.source_modules:
             return True
         self.error(
             node,
@@ -89,18 +83,12 @@ class PluginPolicy(RestrictingNodeTransformer):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
         if node.level:
-            self.error(
-                node, "relative imports are not allowed; import plugin files by name"
-            )
-        elif self._check_module(
-            node, node.module
-        ) and node.module in SAFE_MODULE_NAMES | set(PACKAGES):
+            self.error(node, "relative imports are not allowed; import plugin files by name")
+        elif self._check_module(node, node.module) and node.module in SAFE_MODULE_NAMES | set(PACKAGES):
             members = PACKAGES.get(node.module) or module_members(node.module)
             for alias in node.names:
                 if alias.name != "*" and alias.name not in members:
-                    self.error(
-                        node, f"{node.module}.{alias.name} is not available to plugins"
-                    )
+                    self.error(node, f"{node.module}.{alias.name} is not available to plugins")
         return super().visit_ImportFrom(node)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
@@ -140,17 +128,13 @@ class PluginPolicy(RestrictingNodeTransformer):
             node.body = [ast.Expr(_call("_tick_")), guarded]
         else:
             leave = ast.AugAssign(
-                target=ast.Attribute(
-                    ast.Name("_sb_", ast.Load()), "depth", ast.Store()
-                ),
+                target=ast.Attribute(ast.Name("_sb_", ast.Load()), "depth", ast.Store()),
                 op=ast.Sub(),
                 value=ast.Constant(1),
             )
             guarded = ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[leave])
             node.body = [
-                ast.Assign(
-                    targets=[ast.Name("_sb_", ast.Store())], value=_call("_enter_")
-                ),
+                ast.Assign(targets=[ast.Name("_sb_", ast.Store())], value=_call("_enter_")),
                 guarded,
             ]
         for statement in node.body:
@@ -185,16 +169,10 @@ class PluginPolicy(RestrictingNodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         node = super().visit_BinOp(node)
         helper = _GUARDED_BINOPS.get(type(node.op))
-        both_constant = isinstance(node.left, ast.Constant) and isinstance(
-            node.right, ast.Constant
-        )
-        if helper is None or (
-            both_constant and helper != "_pow_" and helper != "_mul_"
-        ):
+        both_constant = isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant)
+        if helper is None or (both_constant and helper != "_pow_" and helper != "_mul_"):
             return node
-        if helper == "_add_" and (
-            isinstance(node.left, ast.Constant) or isinstance(node.right, ast.Constant)
-        ):
+        if helper == "_add_" and (isinstance(node.left, ast.Constant) or isinstance(node.right, ast.Constant)):
             return node  # `x + 1`, `s + "!"`: grows by a constant, cannot double
         guarded = _call(helper, node.left, node.right)
         copy_locations(guarded, node)
@@ -206,14 +184,8 @@ class PluginPolicy(RestrictingNodeTransformer):
         parts: list[ast.expr] = []
         for value in node.values:
             if isinstance(value, ast.FormattedValue):
-                spec = (
-                    value.format_spec
-                    if value.format_spec is not None
-                    else ast.Constant("")
-                )
-                parts.append(
-                    _call("_fmt_", value.value, ast.Constant(value.conversion), spec)
-                )
+                spec = value.format_spec if value.format_spec is not None else ast.Constant("")
+                parts.append(_call("_fmt_", value.value, ast.Constant(value.conversion), spec))
             else:
                 parts.append(value)
         joined = _call("_fjoin_", *parts)
@@ -226,11 +198,7 @@ class PluginPolicy(RestrictingNodeTransformer):
     def visit_Assign(self, node: ast.Assign) -> Any:
         """`x[a:b] = v` becomes a guarded call (a slice store can double a list)."""
         target = node.targets[0]
-        if (
-            len(node.targets) == 1
-            and isinstance(target, ast.Subscript)
-            and isinstance(target.slice, ast.Slice)
-        ):
+        if len(node.targets) == 1 and isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Slice):
             piece = target.slice
             bounds = [
                 self.visit(part) if part is not None else ast.Constant(None)
@@ -248,11 +216,7 @@ class PluginPolicy(RestrictingNodeTransformer):
         return super().visit_Assign(node)
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
-        if (
-            not isinstance(node.ctx, ast.Load)
-            and isinstance(node.slice, ast.Slice)
-            and isinstance(node.ctx, ast.Store)
-        ):
+        if not isinstance(node.ctx, ast.Load) and isinstance(node.slice, ast.Slice) and isinstance(node.ctx, ast.Store):
             self.error(
                 node,
                 "slice assignment is only allowed as a single `x[a:b] = value` statement",
@@ -290,23 +254,13 @@ def _check_names(sources: Mapping[str, str], main: str) -> list[Violation]:
                 )
             )
         elif stem in SAFE_MODULE_NAMES or stem in PACKAGES:
-            problems.append(
-                Violation(
-                    name, None, f"a plugin file may not shadow the module {stem!r}"
-                )
-            )
+            problems.append(Violation(name, None, f"a plugin file may not shadow the module {stem!r}"))
     if sum(len(text) for text in sources.values()) > MAX_SOURCE_CHARS:
-        problems.append(
-            Violation(
-                main, None, f"the plugin's sources exceed {MAX_SOURCE_CHARS} characters"
-            )
-        )
+        problems.append(Violation(main, None, f"the plugin's sources exceed {MAX_SOURCE_CHARS} characters"))
     return problems
 
 
-def compile_sources(
-    sources: Mapping[str, str], *, main: str = "main.py"
-) -> dict[str, types.CodeType]:
+def compile_sources(sources: Mapping[str, str], *, main: str = "main.py") -> dict[str, types.CodeType]:
     """Compile every file under the policy: module name (file name without `.py`) -> code."""
     problems = _check_names(sources, main)
     if problems:
@@ -321,9 +275,7 @@ def compile_sources(
         try:
             result = compile_restricted_exec(text, filename=name, policy=policy)
         except (RecursionError, MemoryError, ValueError) as exc:
-            problems.append(
-                Violation(name, None, f"cannot compile: {type(exc).__name__}: {exc}")
-            )
+            problems.append(Violation(name, None, f"cannot compile: {type(exc).__name__}: {exc}"))
             continue
         if result.errors:
             problems.extend(_violations(name, result.errors))

@@ -71,9 +71,7 @@ class ReadOnlyModule:
 
     def __getattr__(self, name: str) -> Any:
         # A fresh error: never one carrying the real module as `.obj` (CVE-2024-47532).
-        raise AttributeError(
-            f"module {type(self).__name__!r} has no attribute {name!r} available to plugins"
-        )
+        raise AttributeError(f"module {type(self).__name__!r} has no attribute {name!r} available to plugins")
 
     def __repr__(self) -> str:
         return f"<plugin module {type(self).__name__!r}>"
@@ -87,14 +85,8 @@ def read_only_module(name: str, members: dict[str, Any]) -> ReadOnlyModule:
     body: dict[str, Any] = {"__slots__": (), "members": frozenset(members)}
     for key, value in members.items():
         if key.startswith("_"):
-            raise ValueError(
-                f"{name}.{key}: plugins cannot reach names starting with '_'"
-            )
-        body[key] = (
-            staticmethod(value)
-            if callable(value) and not isinstance(value, type)
-            else value
-        )
+            raise ValueError(f"{name}.{key}: plugins cannot reach names starting with '_'")
+        body[key] = staticmethod(value) if callable(value) and not isinstance(value, type) else value
     cls = type(name, (ReadOnlyModule,), body)
     return cls()
 
@@ -117,12 +109,7 @@ def _json_members() -> dict[str, Any]:
         skipkeys: bool = False,
     ) -> str:
         """json.dumps with a size estimate first (refuses DAG bombs) and a size check after."""
-        if (
-            isinstance(indent, int)
-            and not 0 <= indent <= 16
-            or isinstance(indent, str)
-            and len(indent) > 16
-        ):
+        if isinstance(indent, int) and not 0 <= indent <= 16 or isinstance(indent, str) and len(indent) > 16:
             raise ValueError("indent must be at most 16")
         if separators is not None and sum(len(s) for s in separators) > 16:
             raise ValueError("separators may be at most 16 characters")
@@ -195,9 +182,7 @@ def _math_members() -> dict[str, Any]:
 
 
 def _datetime_members() -> dict[str, Any]:
-    return pick(
-        datetime, "date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR"
-    ) | {"UTC": datetime.UTC}
+    return pick(datetime, "date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR") | {"UTC": datetime.UTC}
 
 
 def _hashlib_members() -> dict[str, Any]:
@@ -259,9 +244,7 @@ def _random_members(rng: random.Random) -> dict[str, Any]:
         check_size(n, MAX_CHARS, "random.randbytes()")
         return rng.randbytes(n)
 
-    def choices(
-        population: Any, weights: Any = None, *, cum_weights: Any = None, k: int = 1
-    ) -> list[Any]:
+    def choices(population: Any, weights: Any = None, *, cum_weights: Any = None, k: int = 1) -> list[Any]:
         check_size(k, MAX_ITEMS, "random.choices()")
         return rng.choices(population, weights, cum_weights=cum_weights, k=k)
 
@@ -276,9 +259,7 @@ def _urllib_parse_members() -> dict[str, Any]:
         "unquote_to_bytes ParseResult SplitResult",
     )
     for name in ("quote", "quote_plus", "quote_from_bytes", "urlencode"):
-        members[name] = _post_checked(
-            getattr(urllib.parse, name), f"urllib.parse.{name}()"
-        )
+        members[name] = _post_checked(getattr(urllib.parse, name), f"urllib.parse.{name}()")
     return members
 
 
@@ -307,16 +288,12 @@ def _itertools_members() -> dict[str, Any]:
         "count cycle repeat accumulate chain compress dropwhile filterfalse groupby islice pairwise "
         "starmap takewhile zip_longest permutations combinations combinations_with_replacement"
     )
-    members: dict[str, Any] = {
-        name: _ticking_factory(getattr(itertools, name)) for name in names.split()
-    }
+    members: dict[str, Any] = {name: _ticking_factory(getattr(itertools, name)) for name in names.split()}
     members["chain"].from_iterable = _ticking_factory(itertools.chain.from_iterable)
 
     def product(*iterables: Iterable[Any], repeat: int = 1) -> Iterator[Any]:
         pools = [bounded_list(it, "itertools.product()") for it in iterables]
-        check_size(
-            sum(len(pool) for pool in pools) * repeat, MAX_ITEMS, "itertools.product()"
-        )
+        check_size(sum(len(pool) for pool in pools) * repeat, MAX_ITEMS, "itertools.product()")
         return ticking(itertools.product(*pools, repeat=repeat))
 
     def tee(iterable: Iterable[Any], n: int = 2) -> tuple[Iterator[Any], ...]:
@@ -343,9 +320,7 @@ def _uuid_members() -> dict[str, Any]:
 
 
 def _base64_members() -> dict[str, Any]:
-    members = pick(
-        base64, "b64decode urlsafe_b64decode standard_b64decode b32decode b16decode"
-    )
+    members = pick(base64, "b64decode urlsafe_b64decode standard_b64decode b32decode b16decode")
     for name in (
         "b64encode",
         "urlsafe_b64encode",
@@ -400,22 +375,15 @@ _SHARED_BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "time": _time_members,
 }
 SAFE_MODULE_NAMES = frozenset(_SHARED_BUILDERS) | {"random"}
-PACKAGES = {
-    "urllib": ("parse",)
-}  # `import urllib.parse` binds `urllib`, so it needs a parent
+PACKAGES = {"urllib": ("parse",)}  # `import urllib.parse` binds `urllib`, so it needs a parent
 
 
 @functools.cache
 def shared_modules() -> dict[str, ReadOnlyModule]:
     """The stateless safe modules, built once per process."""
-    modules = {
-        name: read_only_module(name.rpartition(".")[2], build())
-        for name, build in _SHARED_BUILDERS.items()
-    }
+    modules = {name: read_only_module(name.rpartition(".")[2], build()) for name, build in _SHARED_BUILDERS.items()}
     for package, children in PACKAGES.items():
-        modules[package] = read_only_module(
-            package, {child: modules[f"{package}.{child}"] for child in children}
-        )
+        modules[package] = read_only_module(package, {child: modules[f"{package}.{child}"] for child in children})
     return modules
 
 

@@ -18,9 +18,7 @@ from vm.budget import refuse, tick
 from vm.sizes import MAX_CHARS, MAX_ITEMS, check_size, checked
 
 MAX_PATTERN = 10_000  # characters of a regular expression
-RE2_MAX_MEM = (
-    2 << 20
-)  # bytes RE2 may use per compiled pattern (default 8 MiB x 128 cached)
+RE2_MAX_MEM = 2 << 20  # bytes RE2 may use per compiled pattern (default 8 MiB x 128 cached)
 
 
 IGNORECASE = I = 2
@@ -36,19 +34,13 @@ def _re2_compile(pattern: str | bytes, flags: int) -> Any:
     if not isinstance(pattern, (str, bytes)):
         raise TypeError("pattern must be a str or bytes")
     if len(pattern) > MAX_PATTERN:
-        raise refuse(
-            f"a regular expression of {len(pattern)} characters (limit {MAX_PATTERN})"
-        )
+        raise refuse(f"a regular expression of {len(pattern)} characters (limit {MAX_PATTERN})")
     if flags & ~(IGNORECASE | MULTILINE | DOTALL):
-        raise ValueError(
-            "only the flags IGNORECASE, MULTILINE and DOTALL are supported"
-        )
+        raise ValueError("only the flags IGNORECASE, MULTILINE and DOTALL are supported")
     inline = "".join(letter for flag, letter in _FLAG_PREFIX if flags & flag)
     if inline:
         prefix = f"(?{inline})"
-        pattern = (
-            prefix + pattern if isinstance(pattern, str) else prefix.encode() + pattern
-        )
+        pattern = prefix + pattern if isinstance(pattern, str) else prefix.encode() + pattern
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
@@ -131,27 +123,19 @@ class Pattern:
     def groupindex(self) -> dict[str, int]:
         return dict(self._regexp.groupindex)
 
-    def search(
-        self, string: Any, pos: int = 0, endpos: int | None = None
-    ) -> Match | None:
+    def search(self, string: Any, pos: int = 0, endpos: int | None = None) -> Match | None:
         found = self._regexp.search(string, pos, endpos)
         return None if found is None else Match(found)
 
-    def match(
-        self, string: Any, pos: int = 0, endpos: int | None = None
-    ) -> Match | None:
+    def match(self, string: Any, pos: int = 0, endpos: int | None = None) -> Match | None:
         found = self._regexp.match(string, pos, endpos)
         return None if found is None else Match(found)
 
-    def fullmatch(
-        self, string: Any, pos: int = 0, endpos: int | None = None
-    ) -> Match | None:
+    def fullmatch(self, string: Any, pos: int = 0, endpos: int | None = None) -> Match | None:
         found = self._regexp.fullmatch(string, pos, endpos)
         return None if found is None else Match(found)
 
-    def finditer(
-        self, string: Any, pos: int = 0, endpos: int | None = None
-    ) -> Iterator[Match]:
+    def finditer(self, string: Any, pos: int = 0, endpos: int | None = None) -> Iterator[Match]:
         for found in self._regexp.finditer(string, pos, endpos):
             tick()
             yield Match(found)
@@ -160,9 +144,7 @@ class Pattern:
         """Groups copy text out of each match: at most (groups + 1) times the input."""
         check_size((self.groups + 1) * len(string), MAX_CHARS, what)
 
-    def findall(
-        self, string: Any, pos: int = 0, endpos: int | None = None
-    ) -> list[Any]:
+    def findall(self, string: Any, pos: int = 0, endpos: int | None = None) -> list[Any]:
         self._check_group_output(string, "re.findall()")
         items = []
         for found in self._regexp.finditer(string, pos, endpos):
@@ -198,9 +180,7 @@ class Pattern:
             tick()
             piece = repl(Match(found)) if callable(repl) else Match(found).expand(repl)
             if not isinstance(piece, type(string)):
-                raise TypeError(
-                    "the replacement must be of the same type as the string"
-                )
+                raise TypeError("the replacement must be of the same type as the string")
             pieces.append(string[end : found.start()])
             pieces.append(piece)
             end = found.end()
@@ -241,15 +221,9 @@ def re_members() -> dict[str, Any]:
     }
     for name in ("search", "match", "fullmatch", "finditer", "findall"):
         members[name] = _re_function(name)
-    members["split"] = lambda pattern, string, maxsplit=0, flags=0: compile(
-        pattern, flags
-    ).split(string, maxsplit)
-    members["sub"] = lambda pattern, repl, string, count=0, flags=0: compile(
-        pattern, flags
-    ).sub(repl, string, count)
-    members["subn"] = lambda pattern, repl, string, count=0, flags=0: compile(
-        pattern, flags
-    ).subn(repl, string, count)
+    members["split"] = lambda pattern, string, maxsplit=0, flags=0: compile(pattern, flags).split(string, maxsplit)
+    members["sub"] = lambda pattern, repl, string, count=0, flags=0: compile(pattern, flags).sub(repl, string, count)
+    members["subn"] = lambda pattern, repl, string, count=0, flags=0: compile(pattern, flags).subn(repl, string, count)
     return members
 
 

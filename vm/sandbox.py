@@ -78,9 +78,7 @@ METHODS = (
     "export_events",
 )
 SCHEDULED_TASKS = ("run_every_minute", "run_every_hour", "run_every_day")
-EXPORT_EVENTS_RETRY_JOB = (
-    "export_events_with_retry"  # PostHog: exportEvents adds onEvent and this job
-)
+EXPORT_EVENTS_RETRY_JOB = "export_events_with_retry"  # PostHog: exportEvents adds onEvent and this job
 MAX_MESSAGE_CHARS = 2_000  # of an error message in a log entry
 
 
@@ -90,17 +88,11 @@ class Limits:
 
     max_depth: int = 200  # plugin function frames
     max_result_bytes: int = 4 << 20  # estimated JSON size of what a call returns
-    max_output_bytes: int = (
-        64 << 10
-    )  # print output per call; the rest is dropped with a note
-    max_memory_growth: int | None = (
-        512 << 20
-    )  # resident memory growth during a call; None: off
+    max_output_bytes: int = 64 << 10  # print output per call; the rest is dropped with a note
+    max_memory_growth: int | None = 512 << 20  # resident memory growth during a call; None: off
 
 
-def compile_plugin(
-    sources: Mapping[str, str], *, main: str = "main.py"
-) -> CompiledPlugin:
+def compile_plugin(sources: Mapping[str, str], *, main: str = "main.py") -> CompiledPlugin:
     """Compile every file of a plugin under the policy; PolicyViolation lists every refusal."""
     return CompiledPlugin(main=main[:-3], codes=compile_sources(sources, main=main))
 
@@ -189,9 +181,7 @@ class PluginInstance:
         if level:
             raise ImportError("relative imports are not available to plugins")
         if not fromlist:
-            name = (
-                name.partition(".")[0] if name.partition(".")[0] in PACKAGES else name
-            )
+            name = name.partition(".")[0] if name.partition(".")[0] in PACKAGES else name
         if name in self._modules:
             return self._modules[name]
         if name in self.compiled.codes:
@@ -229,10 +219,7 @@ class PluginInstance:
         return value  # type: ignore[no-any-return]
 
     def _is_own(self, value: Any) -> bool:
-        return (
-            isinstance(value, types.FunctionType)
-            and id(value.__globals__) in self._globals_ids
-        )
+        return isinstance(value, types.FunctionType) and id(value.__globals__) in self._globals_ids
 
     def capabilities(self) -> dict[str, list[str]]:
         """PostHog's capability shape: present methods, scheduled tasks and job names."""
@@ -244,9 +231,7 @@ class PluginInstance:
             jobs.append(EXPORT_EVENTS_RETRY_JOB)
         return {
             "methods": methods,
-            "scheduled_tasks": [
-                name for name in SCHEDULED_TASKS if name in self.exports
-            ],
+            "scheduled_tasks": [name for name in SCHEDULED_TASKS if name in self.exports],
             "jobs": jobs,
         }
 
@@ -261,9 +246,7 @@ class PluginInstance:
     ) -> Any:
         """Run `fn(*args)` under a fresh budget; return a plain-data copy of its result."""
         if not _host and not self._is_own(fn):
-            raise ValueError(
-                "PluginInstance.call runs functions of this plugin instance only"
-            )
+            raise ValueError("PluginInstance.call runs functions of this plugin instance only")
         budget = Budget(
             timeout=timeout,
             log=log,
@@ -283,11 +266,7 @@ class PluginInstance:
             raise self._translate(exc, timeout) from exc
         finally:
             pop(budget)
-        return (
-            None
-            if _host
-            else export_value(result, limits.max_result_bytes, self._where(None))
-        )
+        return None if _host else export_value(result, limits.max_result_bytes, self._where(None))
 
     def _plugin_frames(self, exc: BaseException) -> list[tuple[str, int, str]]:
         frames = []
@@ -295,9 +274,7 @@ class PluginInstance:
         while tb is not None:
             frame = tb.tb_frame
             if id(frame.f_globals) in self._globals_ids:
-                frames.append(
-                    (frame.f_code.co_filename, tb.tb_lineno, frame.f_code.co_name)
-                )
+                frames.append((frame.f_code.co_filename, tb.tb_lineno, frame.f_code.co_name))
             tb = tb.tb_next
         return frames
 
@@ -305,9 +282,7 @@ class PluginInstance:
         frames = self._plugin_frames(exc) if exc is not None else []
         if not frames:
             return f"{self.compiled.main}.py", None, ""
-        text = "\n".join(
-            f"{file}:{line} in {function}" for file, line, function in frames
-        )
+        text = "\n".join(f"{file}:{line} in {function}" for file, line, function in frames)
         return frames[-1][0], frames[-1][1], text
 
     def _translate(self, exc: BaseException, timeout: float) -> SandboxError:
@@ -318,19 +293,13 @@ class PluginInstance:
         if isinstance(error, PluginTimeout):
             return PluginTimeout(timeout, file=file, line=line, traceback=trace)
         if isinstance(error, PluginResourceError):
-            return PluginResourceError(
-                error.message, file=file, line=line, traceback=trace
-            )
+            return PluginResourceError(error.message, file=file, line=line, traceback=trace)
         if isinstance(exc, Abort):
             return exc.error
         if isinstance(exc, RecursionError):
-            return PluginResourceError(
-                "recursion too deep", file=file, line=line, traceback=trace
-            )
+            return PluginResourceError("recursion too deep", file=file, line=line, traceback=trace)
         if isinstance(exc, MemoryError):
-            return PluginResourceError(
-                "out of memory", file=file, line=line, traceback=trace
-            )
+            return PluginResourceError("out of memory", file=file, line=line, traceback=trace)
         if isinstance(exc, SandboxError):
             return exc
         return PluginRuntimeError(
@@ -359,10 +328,7 @@ def _message(exc: BaseException) -> str:
         base = next(cls for cls in type(exc).__mro__ if cls.__module__ == "builtins")
         text = base.__str__(exc)
     else:
-        text = ", ".join(
-            repr(arg) if _is_plain_data(arg) else f"<{type(arg).__name__} object>"
-            for arg in args
-        )
+        text = ", ".join(repr(arg) if _is_plain_data(arg) else f"<{type(arg).__name__} object>" for arg in args)
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
 
 
@@ -379,8 +345,5 @@ def _is_plain_data(value: Any, depth: int = 0) -> bool:
     if kind is list or kind is tuple:
         return all(_is_plain_data(item, depth + 1) for item in value)
     if kind is dict:
-        return all(
-            _is_plain_data(key, depth + 1) and _is_plain_data(item, depth + 1)
-            for key, item in value.items()
-        )
+        return all(_is_plain_data(key, depth + 1) and _is_plain_data(item, depth + 1) for key, item in value.items())
     return False

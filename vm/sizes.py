@@ -23,9 +23,7 @@ from vm.budget import current, refuse
 # allocating gigabytes.
 MAX_CHARS = 10_000_000  # characters of a str, bytes of a bytes/bytearray
 MAX_ITEMS = 1_000_000  # items of a list/tuple/set/dict/range made in one operation
-MAX_INT_BITS = (
-    65_536  # an int result of *, **, << (hashes are 256 bits; 2**65536 is ~20k digits)
-)
+MAX_INT_BITS = 65_536  # an int result of *, **, << (hashes are 256 bits; 2**65536 is ~20k digits)
 MAX_FORMAT_WIDTH = 100_000  # width/precision in a format spec or %-format
 MAX_FORMAT_SPEC = 1_000  # characters of a format spec or strftime format
 
@@ -49,9 +47,7 @@ def check_size(size: int, limit: int, what: str) -> int:
 def checked(value: Any, what: str) -> Any:
     """Post-check the size of a result whose growth over its inputs is a small constant factor."""
     if isinstance(value, _SEQUENCE_TYPES) and len(value) > limit_of(value):
-        raise refuse(
-            f"{what} would have {len(value)} items or characters (limit {limit_of(value)})"
-        )
+        raise refuse(f"{what} would have {len(value)} items or characters (limit {limit_of(value)})")
     return value
 
 
@@ -151,9 +147,7 @@ def safe_repr(value: object) -> str:
 def check_format_spec(spec: str) -> None:
     """Refuse a format spec that would pad or expand to a huge string (`{x:>10000000000}`)."""
     if len(spec) > MAX_FORMAT_SPEC:
-        raise refuse(
-            f"a format spec of {len(spec)} characters (limit {MAX_FORMAT_SPEC})"
-        )
+        raise refuse(f"a format spec of {len(spec)} characters (limit {MAX_FORMAT_SPEC})")
     number = 0
     for char in spec:
         if "0" <= char <= "9":
@@ -197,24 +191,14 @@ def guarded_pow(a: Any, b: Any, modulo: Any = None) -> Any:
     """`a ** b` / `pow()` refusing int results past MAX_INT_BITS (`10**10**10`)."""
     if modulo is not None:
         return pow(a, b, modulo)
-    huge = (
-        type(a) is int
-        and type(b) is int
-        and b > 0
-        and (a.bit_length() - 1) * b > MAX_INT_BITS
-    )
+    huge = type(a) is int and type(b) is int and b > 0 and (a.bit_length() - 1) * b > MAX_INT_BITS
     if huge and a not in (0, 1, -1):
         raise refuse(f"an int power of more than {MAX_INT_BITS} bits")
     return a**b
 
 
 def guarded_lshift(a: Any, b: Any) -> Any:
-    if (
-        type(b) is int
-        and isinstance(a, int)
-        and a
-        and a.bit_length() + b > MAX_INT_BITS
-    ):
+    if type(b) is int and isinstance(a, int) and a and a.bit_length() + b > MAX_INT_BITS:
         raise refuse(f"an int shift to more than {MAX_INT_BITS} bits")
     return a << b
 
@@ -234,11 +218,7 @@ def guarded_mod(a: Any, b: Any) -> Any:
     if isinstance(a, (str, bytes)):
         args = b if type(b) is tuple else (b,)
         for arg in args:  # a dict argument is estimated whole: keys and values
-            if (
-                type(arg) is int
-                and abs(arg) > MAX_FORMAT_WIDTH
-                and b"*" in (a if isinstance(a, bytes) else a.encode())
-            ):
+            if type(arg) is int and abs(arg) > MAX_FORMAT_WIDTH and b"*" in (a if isinstance(a, bytes) else a.encode()):
                 raise refuse(f"a %-format width above {MAX_FORMAT_WIDTH}")
             if type(arg) not in _PLAIN_SCALARS:
                 estimate_size(arg, MAX_CHARS, "a %-format argument")

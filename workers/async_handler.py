@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from plugin_server.storage.jobs import JobQueue
-from plugin_server.core import logs
-from plugin_server.core import jsonx
-from plugin_server.storage.kafka import Message
+from plugin_server.core import jsonx, logs
 from plugin_server.plugins.hooks import processed_event
 from plugin_server.plugins.runtime import PluginRuntime
+from plugin_server.storage.jobs import JobQueue
+from plugin_server.storage.kafka import Message
 
 log = logs.get(__name__)
 

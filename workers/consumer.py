@@ -18,6 +18,7 @@ committed only once its own write returned. A plain `handle(batch)` runs both in
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -109,11 +110,11 @@ class BatchConsumer:
                 self.status.running = False
                 log.info("consumer stopped", consumer=self.status.name, consumed=self.status.consumed)
 
-    async def _loop(self, consumer) -> None:  # noqa: ANN001 - storage.kafka.KafkaConsumer
+    async def _loop(self, consumer) -> None:
         while not (self._stop_requested and not self._drain):
-            batch = await self._retrying("fetch", lambda: consumer.getmany(
-                timeout_ms=self._batch_wait_ms, max_records=self._batch_size
-            ))
+            batch = await self._retrying(
+                "fetch", lambda: consumer.getmany(timeout_ms=self._batch_wait_ms, max_records=self._batch_size)
+            )
             now = time.monotonic()
             self.status.last_poll = now
             self.status.assigned = bool(consumer.assignment())
@@ -131,39 +132,41 @@ class BatchConsumer:
             started = time.perf_counter()
             metrics.BATCH_SIZE.observe(len(batch))
             if self._staged is None:
-                await self._retrying("batch", lambda: self._handle(batch))
+                await self._retrying("batch", functools.partial(self._handle, batch))
                 await self._committed(consumer, batch, started)
                 continue
-            prepared = await self._retrying("batch", lambda: self._staged.prepare(batch))
+            prepared = await self._retrying("batch", functools.partial(self._staged.prepare, batch))
             await self._finish_write(consumer)  # batch N must be written before N+1's write starts
             self._writing = _Write(batch, started)
             self._nursery.start_soon(self._write, consumer, self._writing, prepared)
         await self._finish_write(consumer)
 
-    async def _write(self, consumer, write: _Write, prepared) -> None:  # noqa: ANN001
+    async def _write(self, consumer, write: _Write, prepared) -> None:
         await self._retrying("write", lambda: self._staged.write(write.batch, prepared))
         await self._committed(consumer, write.batch, write.started)
         write.done.set()
 
-    async def _finish_write(self, consumer) -> None:  # noqa: ANN001
+    async def _finish_write(self, consumer) -> None:
         """Wait for the write in flight (if any) to be durable and committed."""
         if self._writing is not None:
             await self._writing.done.wait()
             self._writing = None
 
-    async def _committed(self, consumer, batch: list[Message], started: float) -> None:  # noqa: ANN001
+    async def _committed(self, consumer, batch: list[Message], started: float) -> None:
         try:
             await consumer.commit(next_offsets(batch))
         except CommitFailed as exc:
             metrics.COMMITS_FAILED.labels(self._group_id).inc()
-            log.warning("commit lost to a rebalance; messages will be re-read", consumer=self.status.name, error=str(exc))
+            log.warning(
+                "commit lost to a rebalance; messages will be re-read", consumer=self.status.name, error=str(exc)
+            )
         self.status.consumed += len(batch)
         self.status.last_progress = time.monotonic()
         metrics.BATCH_SECONDS.labels(self.status.name).observe(time.perf_counter() - started)
         if self.status.last_progress - self._lag_checked > LAG_REFRESH_SECONDS:
             await self._measure_lag(consumer)  # a consumer that is always behind never polls empty
 
-    async def _measure_lag(self, consumer) -> int | None:  # noqa: ANN001
+    async def _measure_lag(self, consumer) -> int | None:
         self._lag_checked = time.monotonic()
         try:
             per_partition = await consumer.lag()
@@ -178,7 +181,7 @@ class BatchConsumer:
         self.status.lag = sum(per_partition.values()) if per_partition or self.status.assigned else None
         return self.status.lag
 
-    async def _retrying(self, what: str, fn):  # noqa: ANN001, ANN202
+    async def _retrying(self, what: str, fn):
         attempts = 0
         while True:
             try:

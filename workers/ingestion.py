@@ -16,10 +16,10 @@ from plugin_server.ingestion.dead_letter import (
     rejected_row_message,
 )
 from plugin_server.ingestion.pipeline import BatchOutput, IngestionPipeline
-from plugin_server.storage.tables import EVENTS_TABLE
-from plugin_server.storage.sinks import Sink
-from plugin_server.storage.kafka import KafkaProducer, Message, Record
 from plugin_server.plugins.runtime import PluginRuntime
+from plugin_server.storage.kafka import KafkaProducer, Message, Record
+from plugin_server.storage.sinks import Sink
+from plugin_server.storage.tables import EVENTS_TABLE
 
 log = logs.get(__name__)
 
@@ -57,7 +57,7 @@ class IngestionHandler:
         for source, row in out.rows:
             self._sink.add(row, topic=source.topic, partition=source.partition, offset=source.offset)
         rejected = await self._sink.flush()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         dead = [value for _, value in out.dead_letters] + [
             rejected_row_message(line=r.row.line, error=r.error, location="clickhouse_insert", at=now) for r in rejected
         ]
@@ -83,4 +83,3 @@ class IngestionHandler:
             if row.table == EVENTS_TABLE and row.team_id is not None and runtime.wants_async(row.team_id):
                 records.append(Record(topic, row.line, row.key))
         return records
-

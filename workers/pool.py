@@ -22,10 +22,10 @@ import httpx
 import trio
 
 from plugin_server.core import logs
-from plugin_server.core.net import free_port
 from plugin_server.core.errors import PluginServerError
-from plugin_server.core.retry import Backoff
 from plugin_server.core.health import ConsumerStatus
+from plugin_server.core.net import free_port
+from plugin_server.core.retry import Backoff
 
 log = logs.get(__name__)
 READY_TIMEOUT_SECONDS = 120.0
@@ -151,4 +151,3 @@ class WorkerPool:
             log.error("ingestion worker did not stop in time; killing it", pid=proc.pid)
             proc.kill()
             await proc.wait()
-

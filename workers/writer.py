@@ -15,15 +15,17 @@ from plugin_server.ingestion.dead_letter import (
     REJECTED_BY_CLICKHOUSE,
     rejected_row_message,
 )
-from plugin_server.storage.tables import Row
-from plugin_server.storage.sinks import DirectSink
 from plugin_server.storage.kafka import KafkaProducer, Message, Record
+from plugin_server.storage.sinks import DirectSink
+from plugin_server.storage.tables import Row
 
 log = logs.get(__name__)
 
 
 class WriterHandler:
-    def __init__(self, *, sink: DirectSink, tables: dict[str, str], producer: KafkaProducer, dead_letter_topic: str) -> None:
+    def __init__(
+        self, *, sink: DirectSink, tables: dict[str, str], producer: KafkaProducer, dead_letter_topic: str
+    ) -> None:
         self._sink = sink
         self._tables = tables  # topic -> table
         self._producer = producer
@@ -33,11 +35,16 @@ class WriterHandler:
         self._sink.reset()  # a retried batch starts again from its messages
         for m in batch:
             if m.value:
-                self._sink.add(Row(self._tables[m.topic], m.value, m.key), topic=m.topic, partition=m.partition, offset=m.offset)
+                self._sink.add(
+                    Row(self._tables[m.topic], m.value, m.key), topic=m.topic, partition=m.partition, offset=m.offset
+                )
         rejected = await self._sink.flush()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         await self._producer.send_batch(
-            Record(self._dlq_topic, rejected_row_message(line=r.row.line, error=r.error, location="clickhouse_writer", at=now))
+            Record(
+                self._dlq_topic,
+                rejected_row_message(line=r.row.line, error=r.error, location="clickhouse_writer", at=now),
+            )
             for r in rejected
         )
         for r in rejected:

@@ -114,7 +114,7 @@ def _hosts(raw: str) -> str:
     return ",".join(hosts)
 
 
-def setting(default: Any, parse: Callable[[str], Any], help: str) -> Any:  # noqa: A002
+def setting(default: Any, parse: Callable[[str], Any], help: str) -> Any:
     return field(default=default, metadata={"parse": parse, "help": help})
 
 
@@ -146,7 +146,9 @@ class Settings:
     clickhouse_person_distinct_id_kafka_topic: str = setting(
         "clickhouse_person_distinct_id", _topic, "Topic of person distinct id rows (kafka sink and writer)."
     )
-    clickhouse_groups_kafka_topic: str = setting("clickhouse_groups", _topic, "Topic of group rows (kafka sink and writer).")
+    clickhouse_groups_kafka_topic: str = setting(
+        "clickhouse_groups", _topic, "Topic of group rows (kafka sink and writer)."
+    )
     clickhouse_plugin_log_entries_kafka_topic: str = setting(
         "plugin_log_entries", _topic, "Topic of plugin log entries (kafka sink and writer)."
     )
@@ -167,7 +169,9 @@ class Settings:
     )
     worker_concurrency: int = setting(1, _int(1, 64), "Ingestion worker processes (each a consumer).")
     tasks_per_worker: int = setting(10, _int(1, 10_000), "Concurrent distinct_id groups per batch in a worker.")
-    task_timeout: float = setting(30.0, _float(0.01), "Seconds a plugin function call may run (PostHog's TASK_TIMEOUT).")
+    task_timeout: float = setting(
+        30.0, _float(0.01), "Seconds a plugin function call may run (PostHog's TASK_TIMEOUT)."
+    )
     plugin_threads: int = setting(4, _int(1, 256), "Worker threads running plugin code in each process.")
     plugin_fetch_allow_private: bool = setting(
         False, _bool, "Let plugins' meta.fetch reach loopback, link-local and private addresses."

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from plugin_server.core import aio, gc_policy, logs
 from plugin_server.app.server import Server, ServerHandle
+from plugin_server.core import aio, gc_policy, logs
 
 log = logs.get(__name__)
 
@@ -64,7 +64,7 @@ async def serve(
             nursery.start_soon(run_server)
 
 
-def run_foreground(server: Server, **kwargs) -> None:  # noqa: ANN003
+def run_foreground(server: Server, **kwargs) -> None:
     async def main() -> None:
         async with aio.open_loop():
             await serve(server, **kwargs)

@@ -19,30 +19,30 @@ from dataclasses import dataclass
 import trio
 
 from jobs.monitor import JobQueueMonitor
-from plugin_server.storage.jobs import JobQueue
-from plugin_server.core import logs
 from plugin_server.app.config import Settings
 from plugin_server.app.topics import row_topics
-from plugin_server.http.server import App, run_http
+from plugin_server.core import logs
 from plugin_server.core.health import ServerState
+from plugin_server.http.server import App, run_http
 from plugin_server.ingestion.groups import GroupsStep
 from plugin_server.ingestion.person_cache import SharedStates
 from plugin_server.ingestion.persons import PersonsStep
 from plugin_server.ingestion.pipeline import IngestionPipeline
 from plugin_server.ingestion.plugins import PluginsStep
 from plugin_server.ingestion.teams import TeamCache
-from plugin_server.storage.migrations import SchemaOutdated, migrate_clickhouse, pending_clickhouse, pending_postgres
-from plugin_server.storage.sinks import DirectSink, KafkaSink
+from plugin_server.plugins.logs import LogShipper, PluginLogs
+from plugin_server.plugins.runtime import PluginRuntime
 from plugin_server.storage.clickhouse import ClickHouse, open_clickhouse
 from plugin_server.storage.groups import GroupStore
+from plugin_server.storage.jobs import JobQueue
 from plugin_server.storage.kafka import open_producer
+from plugin_server.storage.migrations import SchemaOutdated, migrate_clickhouse, pending_clickhouse, pending_postgres
 from plugin_server.storage.persons import PersonStore
 from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
+from plugin_server.storage.sinks import DirectSink, KafkaSink
 from plugin_server.storage.teams import TeamStore
-from plugin_server.plugins.logs import LogShipper, PluginLogs
-from plugin_server.plugins.runtime import PluginRuntime
 from workers.async_handler import AsyncHandler
 from workers.consumer import BatchConsumer
 from workers.ingestion import IngestionHandler
@@ -126,7 +126,9 @@ class Server:
         s = self._settings
         p = plan(s)
         async with contextlib.AsyncExitStack() as stack:
-            clickhouse = await stack.enter_async_context(open_clickhouse(s.clickhouse_url)) if p.opens_clickhouse else None
+            clickhouse = (
+                await stack.enter_async_context(open_clickhouse(s.clickhouse_url)) if p.opens_clickhouse else None
+            )
             if clickhouse is not None:
                 await self._check_clickhouse_schema(clickhouse)
             producer = await stack.enter_async_context(open_producer(hosts=s.kafka_hosts, client_id="plugin-server"))
@@ -167,7 +169,9 @@ class Server:
                     # the direct sink writes no events topic: events for on_event/export_events go there too
                     async_events=(s.clickhouse_json_events_kafka_topic, runtime) if p.sink == "direct" else None,
                 )
-                stages.append([self._consumer("ingestion", [s.kafka_consumption_topic], s.kafka_consumer_group, handler)])
+                stages.append(
+                    [self._consumer("ingestion", [s.kafka_consumption_topic], s.kafka_consumer_group, handler)]
+                )
             if p.writer:
                 tables = {topic: table for table, topic in row_topics(s).items()}
                 handler = WriterHandler(
@@ -187,7 +191,9 @@ class Server:
                     nursery.start_soon(self._watch_parent, s.plugin_server_parent_pid)
                 for service in services:
                     await nursery.start(service.run)
-                port = await nursery.start(lambda task_status: run_http(app, host=s.http_host, port=s.http_port, task_status=task_status))
+                port = await nursery.start(
+                    lambda task_status: run_http(app, host=s.http_host, port=s.http_port, task_status=task_status)
+                )
                 async with trio.open_nursery() as consumers:
                     for stage in stages:
                         for member in stage:
@@ -203,7 +209,7 @@ class Server:
                     consumers.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
 
-    def _plugin_runtime(self, pg, redis, clickhouse, producer, services: list) -> PluginRuntime:  # noqa: ANN001
+    def _plugin_runtime(self, pg, redis, clickhouse, producer, services: list) -> PluginRuntime:
         """The plugin runtime and its log shipper (started with the services, before consumers)."""
         s = self._settings
         plugin_logs = PluginLogs()
@@ -240,7 +246,7 @@ class Server:
         elif pending := await pending_clickhouse(clickhouse):
             raise SchemaOutdated("ClickHouse", pending)
 
-    def _consumer(self, name: str, topics: list[str], group: str, handler) -> BatchConsumer:  # noqa: ANN001
+    def _consumer(self, name: str, topics: list[str], group: str, handler) -> BatchConsumer:
         s = self._settings
         return BatchConsumer(
             name=name, hosts=s.kafka_hosts, topics=topics, group_id=group, batch_size=s.ingestion_batch_size,

@@ -20,7 +20,7 @@ from plugin_server.core import logs
 log = logs.get(__name__)
 
 
-def _report(loop: Any, context: dict[str, Any]) -> None:  # noqa: ARG001 - asyncio's handler signature
+def _report(loop: Any, context: dict[str, Any]) -> None:
     log.warning(
         "asyncio reported an error that no task awaited",
         message=context.get("message"),

@@ -45,7 +45,7 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        return _SURROGATE.sub(lambda m: "\\\\u%04x" % ord(m.group()), text).encode("utf-8")
+        return _SURROGATE.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text).encode("utf-8")
 
 
 def dumps_str(value: Any) -> str:

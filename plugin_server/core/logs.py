@@ -24,7 +24,9 @@ def configure(level: str = "info", fmt: str = "json") -> None:
         cache_logger_on_first_use=False,
     )
     # Libraries log through the standard library: keep their warnings, as one line each.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def get(name: str) -> structlog.stdlib.BoundLogger:

@@ -22,8 +22,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from plugin_server.core import logs
 from plugin_server.core.errors import PluginServerError, ServiceUnavailable
-from plugin_server.storage.clickhouse import ClickHouse
 from plugin_server.core.health import ServerState
+from plugin_server.storage.clickhouse import ClickHouse
 
 log = logs.get(__name__)
 MAX_QUERY_BYTES = 1 << 20

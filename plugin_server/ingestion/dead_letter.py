@@ -12,7 +12,7 @@ from plugin_server.ingestion.row import safe_json
 
 
 def _second(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def dead_letter_message(

@@ -33,14 +33,13 @@ from typing import Any
 
 import trio
 
-from plugin_server.core import logs
-from plugin_server.core import jsonx
+from plugin_server.core import jsonx, logs
 from plugin_server.core.bounded import remember
 from plugin_server.ingestion.event import GroupView, IngestionWarning, PipelineEvent
 from plugin_server.ingestion.js import js_string, js_to_number, js_truthy
 from plugin_server.ingestion.results import Ok
-from plugin_server.storage.tables import GROUPS_TABLE, Row, ch_datetime
 from plugin_server.storage.groups import GroupColumns, GroupKey, GroupRecord, GroupStore
+from plugin_server.storage.tables import GROUPS_TABLE, Row, ch_datetime
 
 log = logs.get(__name__)
 

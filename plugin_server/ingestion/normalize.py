@@ -36,6 +36,4 @@ def normalize(event: PipelineEvent, wallclock: dt.datetime) -> Ok[PipelineEvent]
         event_uuid=event.uuid,
         event_name=event.event,
     )
-    return Ok(
-        event.evolve(properties=properties, resolved_timestamp=resolved, warnings=event.warnings + warnings)
-    )
+    return Ok(event.evolve(properties=properties, resolved_timestamp=resolved, warnings=event.warnings + warnings))

@@ -105,7 +105,9 @@ def parse_message(value: bytes | None, source: Source) -> Ok[PipelineEvent] | De
         return DeadLetter(Reason.NO_TOKEN, "message has neither token nor team_id")
 
     raw_uuid = merged.get("uuid")
-    event_uuid = raw_uuid if isinstance(raw_uuid, str) and _CANONICAL_UUID.fullmatch(raw_uuid) else _canonical_uuid(raw_uuid)
+    event_uuid = (
+        raw_uuid if isinstance(raw_uuid, str) and _CANONICAL_UUID.fullmatch(raw_uuid) else _canonical_uuid(raw_uuid)
+    )
     if event_uuid is None:
         return DeadLetter(Reason.BAD_UUID, f"Not a valid UUID: {json.dumps(raw_uuid)[:100]}")
 
@@ -171,4 +173,3 @@ def _merge_person_updates(properties: dict[str, Any], merged: dict[str, Any]) ->
             return False
         properties[key] = {**(inner or {}), **top}
     return True
-

@@ -22,10 +22,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from plugin_server.core import logs, metrics
-from plugin_server.core.errors import PluginServerError
-from plugin_server.core import jsonx
+from plugin_server.core import jsonx, logs, metrics
 from plugin_server.core.bounded import remember
+from plugin_server.core.errors import PluginServerError
 from plugin_server.ingestion.person_properties import PropertyState
 from plugin_server.storage.redis import Redis
 

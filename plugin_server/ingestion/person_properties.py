@@ -26,8 +26,8 @@ and last operation, and at most `MAX_SET_ONCE` operations are kept (the earliest
 from __future__ import annotations
 
 import bisect
-import functools
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,7 +51,7 @@ class Op:
     A plain slotted class: the hot path builds one per property per event, and dataclass or
     cached_property machinery cost more than the work itself. Treat instances as immutable."""
 
-    __slots__ = ("ts", "tiebreak", "rank", "value", "_order", "_canonical")
+    __slots__ = ("_canonical", "_order", "rank", "tiebreak", "ts", "value")
 
     def __init__(self, ts: dt.datetime | None, tiebreak: str, rank: int, value: Any = None) -> None:
         self.ts = ts
@@ -103,7 +103,7 @@ class KeyState:
     A plain slotted class for the same reason as Op: a pageview adds about a dozen operations,
     and a frozen dataclass's __init__ cost more than `add` itself. Treat instances as immutable."""
 
-    __slots__ = ("last", "once", "_json")
+    __slots__ = ("_json", "last", "once")
 
     def __init__(self, last: Op | None = None, once: tuple[Op, ...] = ()) -> None:
         self.last = last
@@ -217,9 +217,7 @@ class PropertyState:
         return properties, updated_at, operations
 
     @classmethod
-    def from_columns(
-        cls, properties: Any, last_updated_at: Any = None, last_operation: Any = None
-    ) -> PropertyState:
+    def from_columns(cls, properties: Any, last_updated_at: Any = None, last_operation: Any = None) -> PropertyState:
         """Read the three columns back; rows PostHog wrote are accepted too.
 
         A key whose operation is PostHog's plain "set"/"set_once" (or missing), or whose entry
@@ -245,7 +243,7 @@ EMPTY = PropertyState({}, {})
 def apply_event(
     state: PropertyState,
     *,
-    set: Any = None,  # noqa: A002 - named after the event's `$set`
+    set: Any = None,
     set_once: Any = None,
     unset: Any = None,
     timestamp: dt.datetime,
@@ -291,7 +289,7 @@ def apply_event(
 
 def initial(
     *,
-    set: Any = None,  # noqa: A002
+    set: Any = None,
     set_once: Any = None,
     unset: Any = None,
     timestamp: dt.datetime,

@@ -34,7 +34,10 @@ _INITIAL_AND_LAST_KEYS = ("$app_build", "$app_name", "$app_namespace", "$app_ver
                           "$referring_domain", "$referrer")  # fmt: skip
 _NO_PERSON_PROPERTIES_EVENTS = frozenset({"$snapshot", "$performance_event"})
 # (event property, person property it feeds), in PostHog's order; names built once, not per event.
-_SET_NAMES = (*((k, k) for k in _CAMPAIGN_KEYS), *((k, "$last_" + k.replace("$", "", 1)) for k in _INITIAL_AND_LAST_KEYS))
+_SET_NAMES = (
+    *((k, k) for k in _CAMPAIGN_KEYS),
+    *((k, "$last_" + k.replace("$", "", 1)) for k in _INITIAL_AND_LAST_KEYS),
+)
 _SET_ONCE_NAMES = tuple((k, "$initial_" + k.replace("$", "", 1)) for k in (*_CAMPAIGN_KEYS, *_INITIAL_AND_LAST_KEYS))
 _INITIAL_SOURCES = frozenset(k for k, _ in _SET_ONCE_NAMES)
 

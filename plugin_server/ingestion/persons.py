@@ -31,10 +31,9 @@ from typing import Any
 
 import trio
 
-from plugin_server.core import logs, metrics
-from plugin_server.core.errors import PluginServerError
-from plugin_server.core import jsonx
+from plugin_server.core import jsonx, logs, metrics
 from plugin_server.core.bounded import remember
+from plugin_server.core.errors import PluginServerError
 from plugin_server.ingestion.event import IngestionWarning, PersonView, PipelineEvent
 from plugin_server.ingestion.person_cache import Held, SharedStates, StateCache
 from plugin_server.ingestion.person_properties import (
@@ -45,7 +44,6 @@ from plugin_server.ingestion.person_properties import (
 from plugin_server.ingestion.person_properties import merge as merge_states
 from plugin_server.ingestion.person_rules import is_illegal_distinct_id, merge_ids
 from plugin_server.ingestion.results import Ok
-from plugin_server.storage.tables import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE, Row, ch_datetime
 from plugin_server.storage.persons import (
     AlreadyExists,
     Gone,
@@ -55,6 +53,7 @@ from plugin_server.storage.persons import (
     Tombstone,
     VersionConflict,
 )
+from plugin_server.storage.tables import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE, Row, ch_datetime
 
 log = logs.get(__name__)
 
@@ -279,7 +278,9 @@ class PersonsStep:
     ) -> _Person:
         """One attempt at a new person owning `distinct_ids`; AlreadyExists if one is taken."""
         set_, set_once, unset = _updates(event.properties)
-        state = initial(set=set_, set_once=set_once, unset=unset, timestamp=event.resolved_timestamp, tiebreak=event.uuid)
+        state = initial(
+            set=set_, set_once=set_once, unset=unset, timestamp=event.resolved_timestamp, tiebreak=event.uuid
+        )
         properties, last_updated, last_operation = state.to_columns()
         columns = PersonColumns(properties, last_updated, last_operation, identified, event.resolved_timestamp)
         # The deterministic uuid first; if it is taken (its distinct id now belongs to another
@@ -314,7 +315,9 @@ class PersonsStep:
                 created = False
                 try:
                     if other is None and into is None:
-                        person = await self._try_create(event, [into_id, other_id], batch, identified=True, attempt=attempt)
+                        person = await self._try_create(
+                            event, [into_id, other_id], batch, identified=True, attempt=attempt
+                        )
                         created = True
                     elif into is None:
                         await self._store.add_distinct_id(other.record, into_id)
@@ -333,7 +336,11 @@ class PersonsStep:
                         warnings.append(
                             IngestionWarning(
                                 "cannot_merge_already_identified",
-                                {"sourcePersonDistinctId": other_id, "targetPersonDistinctId": into_id, "eventUuid": event.uuid},
+                                {
+                                    "sourcePersonDistinctId": other_id,
+                                    "targetPersonDistinctId": into_id,
+                                    "eventUuid": event.uuid,
+                                },
                             )
                         )
                         person = into
@@ -352,9 +359,7 @@ class PersonsStep:
         into_before, other_before = into.state, other.state
         state = merge_states(into_before, other_before)
         properties, last_updated, last_operation = state.to_columns()
-        columns = PersonColumns(
-            properties, last_updated, last_operation, True, min(into.created_at, other.created_at)
-        )
+        columns = PersonColumns(properties, last_updated, last_operation, True, min(into.created_at, other.created_at))
         result = await self._store.merge(into=into.record, other=other.record, columns=columns)
         # Other groups of the batch may have applied events to either person while the merge was
         # in flight (they take no lock for an ordinary event): keep those changes, to be written
@@ -441,7 +446,16 @@ class PersonsStep:
             batch.mirrored_persons[record.uuid] = record.version
         for t in batch.deleted:
             batch.rows.append(
-                _person_row(t.team_id, t.uuid, {}, t.is_identified, t.created_at, 1, t.version + TOMBSTONE_VERSION_BUMP, timestamp)
+                _person_row(
+                    t.team_id,
+                    t.uuid,
+                    {},
+                    t.is_identified,
+                    t.created_at,
+                    1,
+                    t.version + TOMBSTONE_VERSION_BUMP,
+                    timestamp,
+                )
             )
         for key in batch.touched_ids:
             person = batch.by_distinct_id.get(key)

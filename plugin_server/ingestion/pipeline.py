@@ -28,9 +28,9 @@ from plugin_server.ingestion.plugins import DROP_REASON as PLUGIN_DROP_REASON
 from plugin_server.ingestion.plugins import PluginsStep
 from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry
 from plugin_server.ingestion.row import event_rows
-from plugin_server.storage.tables import Row, ch_datetime
 from plugin_server.ingestion.teams import TeamCache, resolve_team
 from plugin_server.storage.kafka import Message
+from plugin_server.storage.tables import Row, ch_datetime
 
 # The steps and passes timed in `ingestion_step_seconds`, once per batch each (never per event).
 STEPS = ("parse", "resolve_team", "plugins", "normalize", "persons_groups", "persons_flush")
@@ -38,7 +38,7 @@ _STEP_SECONDS = {step: metrics.INGESTION_STEP_SECONDS.labels(step) for step in S
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class _Laps:
@@ -186,7 +186,11 @@ class IngestionPipeline:
         return event
 
     async def _drain_groups(
-        self, groups: Iterator[list[PipelineEvent]], batch: _Batch, people: PersonBatch | None, companies: GroupBatch | None
+        self,
+        groups: Iterator[list[PipelineEvent]],
+        batch: _Batch,
+        people: PersonBatch | None,
+        companies: GroupBatch | None,
     ) -> None:
         for group in groups:  # a shared iterator: each group is taken by exactly one task
             for event in group:  # one key: strictly in offset order
@@ -199,6 +203,8 @@ class IngestionPipeline:
             await trio.lowlevel.checkpoint()
 
     @staticmethod
-    def _dead_letter(batch: _Batch, result, raw, source, location, event) -> None:  # noqa: ANN001
-        message = dead_letter_message(raw=raw, source=source, result=result, location=location, at=batch.now, event=event)
+    def _dead_letter(batch: _Batch, result, raw, source, location, event) -> None:
+        message = dead_letter_message(
+            raw=raw, source=source, result=result, location=location, at=batch.now, event=event
+        )
         batch.out.dead_letters.append((result.reason, message))

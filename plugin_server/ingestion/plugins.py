@@ -15,8 +15,8 @@ from typing import Any
 import trio
 
 from plugin_server.ingestion.event import PipelineEvent
-from plugin_server.plugins.runtime import CHUNK_EVENTS, PluginRuntime
 from plugin_server.plugins.loaded import LoadedConfig
+from plugin_server.plugins.runtime import CHUNK_EVENTS, PluginRuntime
 
 DROP_REASON = "plugin"
 

@@ -58,7 +58,9 @@ def event_rows(event: PipelineEvent, *, created_at: str) -> list[Row]:
     for group in event.groups:
         row[f"$group_{group.index}"] = group.key
         row[f"group{group.index}_properties"] = jsonx.dumps_str(group.properties)
-        row[f"group{group.index}_created_at"] = _ch_created_at(group.created_at) if group.created_at else NO_PERSON_CREATED_AT
+        row[f"group{group.index}_created_at"] = (
+            _ch_created_at(group.created_at) if group.created_at else NO_PERSON_CREATED_AT
+        )
     rows = [Row(EVENTS_TABLE, jsonx.dumps(row), event.uuid.encode(), event.team_id)]
     rows.extend(warning_row(w, team_id=event.team_id, event=event, at=created_at) for w in event.warnings)
     return rows

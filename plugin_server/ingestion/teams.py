@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from plugin_server.core.bounded import remember
 from plugin_server.ingestion.event import PipelineEvent
-from plugin_server.storage.teams import Team
 from plugin_server.ingestion.results import DeadLetter, Ok
+from plugin_server.storage.teams import Team
 
 UNKNOWN_TOKEN = "unknown_token"
 UNKNOWN_TEAM_ID = "unknown_team_id"

@@ -14,7 +14,7 @@ from typing import Any
 
 from plugin_server.ingestion.event import IngestionWarning
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 # PostHog clamps results further ahead than this to `now`: clocks are wrong, but not by a day.
 FUTURE_LIMIT = dt.timedelta(hours=23)
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import trio
 
-from plugin_server.core import aio, logs
-from plugin_server.ops import tools
 from plugin_server.app.config import Settings
-from plugin_server.ops.embedded import EmbeddedStack, choose_port
-from plugin_server.core.errors import PluginServerError
 from plugin_server.app.runner import serve
 from plugin_server.app.server import Server, ServerHandle
+from plugin_server.core import aio, logs
+from plugin_server.core.errors import PluginServerError
+from plugin_server.ops import tools
+from plugin_server.ops.embedded import EmbeddedStack, choose_port
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
 
@@ -119,4 +119,3 @@ async def _demo_team(settings: Settings) -> dict:
         store = TeamStore(pg=pg)
         team = await store.first() or await store.create(DEMO_TEAM_NAME)
     return {"id": team.id, "api_token": team.api_token}
-

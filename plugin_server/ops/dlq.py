@@ -39,11 +39,9 @@ from typing import Any
 
 from trio_asyncio import trio_as_aio
 
-from plugin_server.core import logs
 from plugin_server.app.config import Settings
-from plugin_server.core import jsonx
+from plugin_server.core import jsonx, logs
 from plugin_server.ingestion.dead_letter import REJECTED_BY_CLICKHOUSE
-from plugin_server.storage.migrations import SchemaOutdated, pending_postgres
 from plugin_server.storage.kafka import (
     KafkaProducer,
     Message,
@@ -51,6 +49,7 @@ from plugin_server.storage.kafka import (
     open_producer,
     read_topic,
 )
+from plugin_server.storage.migrations import SchemaOutdated, pending_postgres
 from plugin_server.storage.postgres import Postgres, open_postgres
 
 log = logs.get(__name__)
@@ -258,7 +257,7 @@ async def _replay_chunk(
 ) -> int:
     """Claim the chunk's positions, produce the claimed ones, wait for acks, commit; how many."""
 
-    async def claim_and_produce(conn) -> int:  # noqa: ANN001 - asyncpg connection, asyncio side
+    async def claim_and_produce(conn) -> int:
         rows = await conn.fetch(CLAIM, dlq_topic, *_positions(chunk))
         claimed = {(r["dlq_partition"], r["dlq_offset"]) for r in rows}
         records = [replay_record(e, topic=target) for e in chunk if (e.dlq_partition, e.dlq_offset) in claimed]

@@ -98,7 +98,9 @@ class EmbeddedStack:
         self.data_dir = self.data_dir.resolve()
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
-            ports = {name: choose_port(port if self.prefer_default_ports else None) for name, port in DEFAULT_PORTS.items()}
+            ports = {
+                name: choose_port(port if self.prefer_default_ports else None) for name, port in DEFAULT_PORTS.items()
+            }
             bins = _binaries()
             self._start_postgres(bins["pg_bin"], ports["postgres"])
             self._start_redis(bins["redis"], ports["redis"])
@@ -113,10 +115,12 @@ class EmbeddedStack:
             clickhouse_url=f"chdb://{self.data_dir / 'clickhouse'}",
         )
 
-    def _spawn(self, name: str, argv: list[str], *, user: str | None = None, stop_signal: int = signal.SIGTERM) -> subprocess.Popen:
+    def _spawn(
+        self, name: str, argv: list[str], *, user: str | None = None, stop_signal: int = signal.SIGTERM
+    ) -> subprocess.Popen:
         log_path = self.data_dir / "logs" / f"{name}.log"
         with log_path.open("ab") as log_file:
-            proc = subprocess.Popen(  # noqa: S603 - binaries from our own wheels
+            proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
@@ -150,13 +154,17 @@ class EmbeddedStack:
             os.chown(pgdata, entry.pw_uid, entry.pw_gid)
             run_as = PG_USER
         if not (pgdata / "PG_VERSION").exists():
-            result = subprocess.run(  # noqa: S603
+            result = subprocess.run(
                 [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"],
                 user=run_as, capture_output=True, text=True, check=False,
             )  # fmt: skip
             if result.returncode != 0:
                 raise EmbeddedStackError(f"initdb failed: {result.stderr.strip()[-500:]}")
-        options = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"] if not self.durable else []
+        options = (
+            ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            if not self.durable
+            else []
+        )
         proc = self._spawn(
             "postgres",
             [str(bin_dir / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port), "-k", str(pgdata),
@@ -170,7 +178,7 @@ class EmbeddedStack:
     def _create_database(self, bin_dir: Path, port: int) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
-            result = subprocess.run(  # noqa: S603
+            result = subprocess.run(
                 [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", self.database],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plugin_server.ops import tools
 from plugin_server.app.config import Settings
 from plugin_server.core.errors import PluginServerError
+from plugin_server.ops import tools
 from plugin_server.storage.plugins import Attachment, PluginStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
@@ -85,7 +85,12 @@ async def install(
             config=config, order=order, attachments=files,
         )  # fmt: skip
     await reload(settings)
-    return {"plugin_id": plugin_id, "plugin_config_id": config_id, "name": package.name, "capabilities": package.capabilities}
+    return {
+        "plugin_id": plugin_id,
+        "plugin_config_id": config_id,
+        "name": package.name,
+        "capabilities": package.capabilities,
+    }
 
 
 async def update(settings: Settings, path: Path, *, plugin_id: int) -> dict[str, Any]:
@@ -113,7 +118,7 @@ async def logs(settings: Settings, *, config_id: int, since: dt.datetime | None,
     return [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
 
 
-def _load(path: Path):  # noqa: ANN202 - vm.package.PluginPackage
+def _load(path: Path):
     try:
         return load_package(path)
     except PackageError as exc:

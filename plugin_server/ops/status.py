@@ -23,8 +23,8 @@ from typing import Any
 import trio
 
 from plugin_server.app.config import Settings
-from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.app.topics import row_topics
+from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.storage.kafka import LogRange, committed_offsets, log_ranges
 from plugin_server.storage.postgres import Postgres, open_postgres
 

@@ -141,9 +141,7 @@ def _person(rng: random.Random, number: int, companies: int) -> _Person:
     )
 
 
-def _message(
-    rng: random.Random, token: str, person: _Person, kind: str, happened: dt.datetime
-) -> SynthMessage:
+def _message(rng: random.Random, token: str, person: _Person, kind: str, happened: dt.datetime) -> SynthMessage:
     event, extra, top_level = _event(rng, person, kind)
     person.seen = True
     distinct_id = person.distinct_id

@@ -14,13 +14,13 @@ import urllib.parse
 import httpx
 import trio
 
-from plugin_server.ops import synth
 from plugin_server.app.config import Settings
-from plugin_server.core.errors import PluginServerError
-from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.app.topics import row_topics
+from plugin_server.core.errors import PluginServerError
+from plugin_server.ops import synth
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import Record, ensure_topics, open_producer
+from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore
 

@@ -81,7 +81,9 @@ def accept(original: dict[str, Any], returned: Any) -> dict[str, Any]:
     return out
 
 
-def run_chain(chain: list[LoadedConfig], events: list[dict[str, Any]], progress: Progress, report: ChainReport) -> list[dict | None]:
+def run_chain(
+    chain: list[LoadedConfig], events: list[dict[str, Any]], progress: Progress, report: ChainReport
+) -> list[dict | None]:
     """Each event through every ready config's process_event; None for a dropped event."""
     results: list[dict | None] = []
     # each config's call durations, added to plugin_call_seconds once per chunk (metrics.BulkHistogram)

@@ -155,5 +155,3 @@ def _failed(config: LoadedConfig, report: AsyncReport, method: str, exc: Excepti
     where = f" for event {event.get('uuid')}" if event else ""
     config.log("PLUGIN", "ERROR", f"{method} failed{where}: {exc}")
     report.errors[config.row.config_id] = error_record(exc, event)
-
-

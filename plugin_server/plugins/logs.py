@@ -41,12 +41,8 @@ _LEVEL_DROPS = {
     3: ("DEBUG", "LOG", "INFO", "WARN"),
 }
 
-LOG_ENTRIES = Counter(
-    "plugin_log_entries_total", "Plugin log entries written.", ["source", "type"]
-)
-LOG_ENTRIES_DROPPED = Counter(
-    "plugin_log_entries_dropped_total", "Plugin log entries dropped (full buffer)."
-)
+LOG_ENTRIES = Counter("plugin_log_entries_total", "Plugin log entries written.", ["source", "type"])
+LOG_ENTRIES_DROPPED = Counter("plugin_log_entries_dropped_total", "Plugin log entries dropped (full buffer).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +68,7 @@ class PluginLogs:
         if source != "SYSTEM" and kind in _LEVEL_DROPS.get(target.log_level or 0, ()):
             return
         if len(message) > MAX_MESSAGE_CHARS:
-            message = (
-                message[:MAX_MESSAGE_CHARS] + f"... (cut: {len(message)} characters)"
-            )
+            message = message[:MAX_MESSAGE_CHARS] + f"... (cut: {len(message)} characters)"
         now = dt.datetime.now(dt.UTC)
         row = {
             "id": str(uuid_lib.uuid4()), "team_id": target.team_id, "plugin_id": target.plugin_id,
@@ -103,13 +97,9 @@ class LogShipper:
     def __init__(self, *, buffer: PluginLogs, sink: Sink) -> None:
         self._buffer = buffer
         self._sink = sink
-        self._positions = (
-            itertools.count()
-        )  # synthetic offsets: logs have no input position
+        self._positions = itertools.count()  # synthetic offsets: logs have no input position
 
-    async def run(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
             while True:
@@ -124,9 +114,7 @@ class LogShipper:
         if not rows:
             return
         for row in rows:
-            self._sink.add(
-                row, topic="plugin-logs", partition=0, offset=next(self._positions)
-            )
+            self._sink.add(row, topic="plugin-logs", partition=0, offset=next(self._positions))
         for attempt in itertools.count(1):
             try:
                 await self._sink.flush()
@@ -136,8 +124,6 @@ class LogShipper:
                 if delay is None:
                     self._sink.reset()
                     LOG_ENTRIES_DROPPED.inc(len(rows))
-                    log.warning(
-                        "plugin log entries lost", entries=len(rows), error=str(exc)
-                    )
+                    log.warning("plugin log entries lost", entries=len(rows), error=str(exc))
                     return
                 await trio.sleep(delay)

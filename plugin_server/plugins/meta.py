@@ -88,9 +88,7 @@ class _Bridge:
 
 def _key(key: Any) -> str:
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
-        raise MetaError(
-            f"a key must be a non-empty string of at most {MAX_KEY_CHARS} characters"
-        )
+        raise MetaError(f"a key must be a non-empty string of at most {MAX_KEY_CHARS} characters")
     return key
 
 
@@ -122,9 +120,7 @@ class Storage:
         if value is None:  # PostHog: setting undefined deletes
             self.delete(key)
             return
-        self._bridge.run(
-            self._store.storage_set, self._config_id, _key(key), _serialize(value)
-        )
+        self._bridge.run(self._store.storage_set, self._config_id, _key(key), _serialize(value))
 
     def delete(self, key: str) -> None:
         self._bridge.run(self._store.storage_del, self._config_id, _key(key))
@@ -145,14 +141,10 @@ class Cursor:
         self._bridge = _Bridge("cursor")
 
     def init(self, key: str, initial: int = 0) -> None:
-        self._bridge.run(
-            self._store.storage_init, self._config_id, _key(key), int(initial)
-        )
+        self._bridge.run(self._store.storage_init, self._config_id, _key(key), int(initial))
 
     def increment(self, key: str, by: int = 1) -> int:
-        return self._bridge.run(
-            self._store.storage_increment, self._config_id, _key(key), int(by)
-        )
+        return self._bridge.run(self._store.storage_increment, self._config_id, _key(key), int(by))
 
 
 class Utils:
@@ -186,13 +178,9 @@ class Cache:
         text = _serialize(value) if json_serialize else str(value)
         if len(text) > MAX_STORED_CHARS:
             raise MetaError(f"value is larger than {MAX_STORED_CHARS} characters")
-        if ttl_seconds is not None and (
-            not isinstance(ttl_seconds, int | float) or ttl_seconds <= 0
-        ):
+        if ttl_seconds is not None and (not isinstance(ttl_seconds, int | float) or ttl_seconds <= 0):
             raise MetaError("ttl_seconds must be a positive number")
-        self._bridge.run(
-            self._redis.set, self._k(key), text.encode(), ttl_seconds=ttl_seconds
-        )
+        self._bridge.run(self._redis.set, self._k(key), text.encode(), ttl_seconds=ttl_seconds)
 
     def get(self, key: str, default: Any = None, json_serialize: bool = True) -> Any:
         raw = self._bridge.run(self._redis.get, self._k(key))
@@ -235,9 +223,7 @@ class Cache:
         return [r.decode("utf-8", errors="replace") for r in raw or []]
 
     def lrem(self, key: str, count: int, element: str) -> int:
-        return self._bridge.run(
-            self._redis.command, "lrem", self._k(key), int(count), element
-        )
+        return self._bridge.run(self._redis.command, "lrem", self._k(key), int(count), element)
 
 
 class Logger:
@@ -270,9 +256,7 @@ class Logger:
 
 def _display(value: Any) -> str:
     try:
-        return json.dumps(value, default=lambda v: f"<{type(v).__name__}>")[
-            :MAX_LOG_CHARS
-        ]
+        return json.dumps(value, default=lambda v: f"<{type(v).__name__}>")[:MAX_LOG_CHARS]
     except (TypeError, ValueError, RecursionError):
         return f"<{type(value).__name__}>"
 
@@ -286,9 +270,7 @@ class Metrics:
         self._config_id = str(config_id)
         self._values: dict[str, float] = {}
 
-    def _update(
-        self, name: str, value: Any, combine: Callable[[float, float], float]
-    ) -> None:
+    def _update(self, name: str, value: Any, combine: Callable[[float, float], float]) -> None:
         if not isinstance(name, str) or not name.isidentifier() or len(name) > 100:
             raise MetaError("a metric name is a name of at most 100 characters")
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -331,14 +313,10 @@ class Fetch:
         method = str(method).upper()
         if method not in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
             raise MetaError(f"method {method!r} is not supported")
-        content = (
-            body if isinstance(body, str | bytes) or body is None else _serialize(body)
-        )
+        content = body if isinstance(body, str | bytes) or body is None else _serialize(body)
         timeout = min(max(float(timeout), 0.1), 60.0)
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._once(
-                str(url), method, dict(headers or {}), content, timeout
-            )
+            response = self._once(str(url), method, dict(headers or {}), content, timeout)
             location = response.pop("location", None)
             if location is None:
                 return response
@@ -347,29 +325,19 @@ class Fetch:
                 method, content = "GET", None
         raise MetaError(f"more than {MAX_REDIRECTS} redirects")
 
-    def _once(
-        self, url: str, method: str, headers: dict, content: Any, timeout: float
-    ) -> dict[str, Any]:
+    def _once(self, url: str, method: str, headers: dict, content: Any, timeout: float) -> dict[str, Any]:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MetaError(f"only http(s) URLs can be fetched, not {url!r}")
-        address = self._address(
-            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-        )
+        address = self._address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         host = f"[{address}]" if ":" in address else address
         netloc = host if parts.port is None else f"{host}:{parts.port}"
-        target = urllib.parse.urlunsplit(
-            (parts.scheme, netloc, parts.path or "/", parts.query, "")
-        )
-        headers = {str(k): str(v) for k, v in headers.items()} | {
-            "Host": parts.netloc.rsplit("@", 1)[-1]
-        }
+        target = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        headers = {str(k): str(v) for k, v in headers.items()} | {"Host": parts.netloc.rsplit("@", 1)[-1]}
         extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
         try:
             with (
-                httpx.Client(
-                    timeout=timeout, follow_redirects=False, trust_env=False
-                ) as client,
+                httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
                 client.stream(
                     method,
                     target,
@@ -407,9 +375,7 @@ class Fetch:
                 if ip.version == 6 and ip.ipv4_mapped is not None:
                     ip = ip.ipv4_mapped
                 if not ip.is_global or ip.is_multicast:
-                    raise MetaError(
-                        f"fetching {hostname!r} ({ip}) is not allowed: not a public address"
-                    )
+                    raise MetaError(f"fetching {hostname!r} ({ip}) is not allowed: not a public address")
         return addresses[0]
 
 
@@ -424,13 +390,13 @@ class JobHandle:
         self._payload = payload
 
     def run_now(self) -> None:
-        self._jobs._enqueue(self._name, self._payload, None)  # noqa: SLF001 - host-side partner
+        self._jobs._enqueue(self._name, self._payload, None)
 
     def run_in(self, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0) -> None:
         delay = dt.timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
         if delay < dt.timedelta(0) or delay > MAX_JOB_DELAY:
             raise MetaError("a job runs between now and a year from now")
-        self._jobs._enqueue(self._name, self._payload, dt.datetime.now(dt.UTC) + delay)  # noqa: SLF001
+        self._jobs._enqueue(self._name, self._payload, dt.datetime.now(dt.UTC) + delay)
 
     def run_at(self, when: dt.datetime) -> None:
         if not isinstance(when, dt.datetime):
@@ -438,7 +404,7 @@ class JobHandle:
         when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
         if when - dt.datetime.now(dt.UTC) > MAX_JOB_DELAY:
             raise MetaError("a job runs between now and a year from now")
-        self._jobs._enqueue(self._name, self._payload, when)  # noqa: SLF001
+        self._jobs._enqueue(self._name, self._payload, when)
 
 
 class Jobs:

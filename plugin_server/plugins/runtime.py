@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import time
 import uuid as uuid_lib
@@ -78,7 +79,9 @@ RESUBSCRIBE_SECONDS = 2.0
 
 PLUGIN_ERRORS = Counter("plugin_errors_total", "Plugin calls that failed.", ["plugin_config_id", "method"])
 PLUGIN_DISABLED = Counter("plugin_configs_disabled_total", "Plugin configs this server disabled.", ["reason"])
-EXPORT_UNDELIVERED = Counter("plugin_export_undelivered_total", "Events export_events gave up on.", ["plugin_config_id"])
+EXPORT_UNDELIVERED = Counter(
+    "plugin_export_undelivered_total", "Events export_events gave up on.", ["plugin_config_id"]
+)
 ABANDONED_THREADS = Gauge("plugin_abandoned_threads", "Plugin threads stuck in C code and abandoned.")
 
 
@@ -197,14 +200,20 @@ class PluginRuntime:
             config = config_schema.validate(fields, row.config, attachments=frozenset(row.attachments))
             compiled = self._compile(row)
             instance = await self._in_thread(
-                lambda: compiled.instantiate(timeout=self._timeout, log=lambda k, t: self._logs.write(target, "CONSOLE", k, t))
+                lambda: compiled.instantiate(
+                    timeout=self._timeout, log=lambda k, t: self._logs.write(target, "CONSOLE", k, t)
+                )
             )
         except (PluginServerError, SandboxError) as exc:
             await self._config_failed(row, target, f"could not load: {exc}", exc)
             return None
-        loaded = LoadedConfig(row, instance, self._meta(row, config, target, instance), target, self._logs, self._timeout)
+        loaded = LoadedConfig(
+            row, instance, self._meta(row, config, target, instance), target, self._logs, self._timeout
+        )
         await self._best_effort(
-            "record plugin capabilities", row.config_id, lambda: self._store.set_capabilities(row.plugin_id, instance.capabilities())
+            "record plugin capabilities",
+            row.config_id,
+            lambda: self._store.set_capabilities(row.plugin_id, instance.capabilities()),
         )
         await self._setup(loaded)
         return loaded
@@ -229,9 +238,11 @@ class PluginRuntime:
             metrics=Metrics(config_id=row.config_id),
             fetch=Fetch(allow_private=self._allow_private_fetch),
             jobs=Jobs(
-                names=frozenset(instance.exports.get("jobs", {})), queue=self._jobs, team_id=row.team_id,
+                names=frozenset(instance.exports.get("jobs", {})),
+                queue=self._jobs,
+                team_id=row.team_id,
                 config_id=row.config_id,
-            ),  # fmt: skip
+            ),
             utils=Utils(cursor=Cursor(store=self._store, config_id=row.config_id)),
         )
 
@@ -319,7 +330,9 @@ class PluginRuntime:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watchdog, progress, nursery.cancel_scope)
             # captured, so that the thread's own error leaves unwrapped (not in an ExceptionGroup)
-            result = await outcome.acapture(trio.to_thread.run_sync, _fresh(fn), limiter=self._limiter, abandon_on_cancel=True)
+            result = await outcome.acapture(
+                trio.to_thread.run_sync, _fresh(fn), limiter=self._limiter, abandon_on_cancel=True
+            )
             nursery.cancel_scope.cancel()
         if isinstance(result, outcome.Error) and isinstance(result.error, trio.Cancelled):
             raise StuckCall(progress.config)  # the watchdog cancelled it (outer cancels propagate above)
@@ -357,7 +370,7 @@ class PluginRuntime:
         while True:
             progress = Progress()
             try:
-                results = await self._watched(lambda: run_chain(chain, events, progress, report), progress)
+                results = await self._watched(functools.partial(run_chain, chain, events, progress, report), progress)
                 break
             except StuckCall as stuck:
                 self._abandoned()
@@ -437,7 +450,9 @@ class PluginRuntime:
     async def _record_errors(self, errors: dict[int, dict[str, Any] | None]) -> None:
         """The last error of each config on `posthog_pluginconfig.error` (None clears it)."""
         for config_id, error in errors.items():
-            await self._best_effort("record the plugin error", config_id, lambda c=config_id, e=error: self._store.set_error(c, e))
+            await self._best_effort(
+                "record the plugin error", config_id, lambda c=config_id, e=error: self._store.set_error(c, e)
+            )
 
     @staticmethod
     async def _best_effort(what: str, config_id: int, write: Callable[[], Awaitable[Any]]) -> None:

@@ -72,14 +72,14 @@ class ClickHouse:
     runs several ';'-separated statements, so the reader must refuse writes on its own.
     """
 
-    def __init__(self, client: clickhouse_connect.driver.Client, *, embedded: bool, reader=None) -> None:  # noqa: ANN001
+    def __init__(self, client: clickhouse_connect.driver.Client, *, embedded: bool, reader=None) -> None:
         self._client = client
         self._lock = trio.Lock()
         self.embedded = embedded
         self._reader = reader
         self._reader_lock = trio.Lock()
 
-    async def _call(self, what: str, fn, *args, lock: trio.Lock | None = None, insert: bool = False, **kwargs):  # noqa: ANN001, ANN202
+    async def _call(self, what: str, fn, *args, lock: trio.Lock | None = None, insert: bool = False, **kwargs):
         async with lock or self._lock:
             try:
                 return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs))

@@ -147,7 +147,12 @@ async def _started(make: Callable[[], Any], what: str) -> AsyncIterator[Any]:
 
 @asynccontextmanager
 async def open_consumer(
-    *, hosts: str, topics: Sequence[str], group_id: str, client_id: str, max_partition_fetch_bytes: int = FETCH_MAX_PARTITION_BYTES
+    *,
+    hosts: str,
+    topics: Sequence[str],
+    group_id: str,
+    client_id: str,
+    max_partition_fetch_bytes: int = FETCH_MAX_PARTITION_BYTES,
 ) -> AsyncIterator[KafkaConsumer]:
     """A consumer-group member subscribed to `topics`; offsets are committed only by `commit`."""
 
@@ -287,7 +292,9 @@ async def ensure_topics(*, hosts: str, topics: Sequence[str], partitions: int) -
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            await admin.create_topics([NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing])
+            await admin.create_topics(
+                [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+            )
         return missing
 
     return await _admin(hosts, "create topics", create)
@@ -309,7 +316,7 @@ async def delete_topics(*, hosts: str, topics: Sequence[str]) -> list[str]:
 async def _partitions(consumer: aiokafka.AIOKafkaConsumer, topic: str) -> list[aiokafka.TopicPartition]:
     """Every partition of `topic` (none if it does not exist), asked of the cluster's metadata:
     a consumer without a subscription knows no topics of its own. asyncio side."""
-    metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - partitions of any topic
+    metadata = await consumer._client.fetch_all_metadata()
     return [aiokafka.TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic) or ())]
 
 

@@ -189,7 +189,10 @@ class PersonStore:
         return {(r["key_team_id"], r["distinct_id"]): (_record(r), r["distinct_id_version"]) for r in rows}
 
     async def distinct_ids_of(self, person: PersonRecord) -> list[tuple[str, int]]:
-        return [(r["distinct_id"], r["version"]) for r in await self._pg.fetch(FETCH_DISTINCT_IDS_OF, person.team_id, person.id)]
+        return [
+            (r["distinct_id"], r["version"])
+            for r in await self._pg.fetch(FETCH_DISTINCT_IDS_OF, person.team_id, person.id)
+        ]
 
     async def tombstones_of(self, person: PersonRecord) -> list[Tombstone]:
         """The persons merged (directly or through others) into `person`, from the outbox."""
@@ -299,4 +302,3 @@ class PersonStore:
 
 class _RollbackError(Exception):
     """Raised inside a transaction function to roll it back."""
-

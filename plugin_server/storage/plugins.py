@@ -122,12 +122,18 @@ class PluginStore:
             )
         return [
             ConfigRow(
-                config_id=r["config_id"], team_id=r["team_id"], order=r["order"], config=dict(r["config"] or {}),
-                plugin_id=r["plugin_id"], plugin_name=r["name"] or f"plugin-{r['plugin_id']}",
-                config_schema=r["config_schema"], sources=sources.get(r["plugin_id"], {}),
-                attachments=attachments.get(r["config_id"], {}), log_level=r["log_level"],
+                config_id=r["config_id"],
+                team_id=r["team_id"],
+                order=r["order"],
+                config=dict(r["config"] or {}),
+                plugin_id=r["plugin_id"],
+                plugin_name=r["name"] or f"plugin-{r['plugin_id']}",
+                config_schema=r["config_schema"],
+                sources=sources.get(r["plugin_id"], {}),
+                attachments=attachments.get(r["config_id"], {}),
+                log_level=r["log_level"],
                 revision=(r["config_updated_at"], r["plugin_updated_at"]),
-            )  # fmt: skip
+            )
             for r in rows
         ]
 
@@ -148,14 +154,21 @@ class PluginStore:
         """A plugin with its sources and one enabled config for `team_id`, in one transaction.
         Returns (plugin id, config id)."""
 
-        async def install(conn) -> tuple[int, int]:  # noqa: ANN001 - asyncpg connection, asyncio side
+        async def install(conn) -> tuple[int, int]:
             plugin_id = await conn.fetchval(INSERT_PLUGIN, name, description, url, config_schema, capabilities)
             for filename, source in sources.items():
                 await conn.execute(UPSERT_SOURCE, plugin_id, filename, source)
             config_id = await conn.fetchval(INSERT_CONFIG, team_id, plugin_id, True, order, config)
             for a in attachments:
                 await conn.execute(
-                    INSERT_ATTACHMENT, team_id, config_id, a.key, a.content_type, a.file_name, len(a.contents), a.contents
+                    INSERT_ATTACHMENT,
+                    team_id,
+                    config_id,
+                    a.key,
+                    a.content_type,
+                    a.file_name,
+                    len(a.contents),
+                    a.contents,
                 )
             return plugin_id, config_id
 
@@ -164,7 +177,7 @@ class PluginStore:
     async def update_sources(self, plugin_id: int, sources: dict[str, str]) -> None:
         """Replace source files and mark the plugin changed, so a reload picks it up."""
 
-        async def update(conn) -> None:  # noqa: ANN001 - asyncpg connection, asyncio side
+        async def update(conn) -> None:
             for filename, source in sources.items():
                 await conn.execute(UPSERT_SOURCE, plugin_id, filename, source)
             await conn.execute(TOUCH_PLUGIN, plugin_id)

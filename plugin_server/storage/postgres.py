@@ -19,8 +19,8 @@ import orjson
 import trio
 from trio_asyncio import aio_as_trio
 
-from plugin_server.core.errors import ServiceUnavailable, StorageError
 from plugin_server.core import jsonx
+from plugin_server.core.errors import ServiceUnavailable, StorageError
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -43,7 +43,11 @@ def _translate(exc: BaseException, what: str) -> Exception:
 # InternalClientError: a connection whose server end was killed mid-operation can be left in a
 # state asyncpg refuses to use; the pool replaces it, so a retry succeeds.
 _TRANSLATED = (
-    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError, asyncio.TimeoutError
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
 )
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from plugin_server.core import metrics
-from plugin_server.storage.tables import COLUMNS, EVENTS_TABLE, Row
 from plugin_server.storage.clickhouse import ClickHouse, RowsRejected
 from plugin_server.storage.kafka import KafkaProducer, Record
+from plugin_server.storage.tables import COLUMNS, EVENTS_TABLE, Row
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,27 @@ PLUGIN_LOG_COLUMNS = [
 ]  # fmt: skip
 GROUP_COLUMNS = ["group_type_index", "group_key", "created_at", "team_id", "group_properties", "_timestamp", "_offset"]
 WARNING_COLUMNS = ["team_id", "source", "type", "details", "timestamp", "_timestamp", "_offset", "_partition"]
-PERSON_COLUMNS = ["id", "created_at", "team_id", "properties", "is_identified", "is_deleted", "version", "_timestamp", "_offset"]
-PERSON_DISTINCT_ID_COLUMNS = ["team_id", "distinct_id", "person_id", "is_deleted", "version", "_timestamp", "_offset", "_partition"]
+PERSON_COLUMNS = [
+    "id",
+    "created_at",
+    "team_id",
+    "properties",
+    "is_identified",
+    "is_deleted",
+    "version",
+    "_timestamp",
+    "_offset",
+]
+PERSON_DISTINCT_ID_COLUMNS = [
+    "team_id",
+    "distinct_id",
+    "person_id",
+    "is_deleted",
+    "version",
+    "_timestamp",
+    "_offset",
+    "_partition",
+]
 COLUMNS = {
     GROUPS_TABLE: GROUP_COLUMNS,
     PLUGIN_LOG_TABLE: PLUGIN_LOG_COLUMNS,
@@ -54,7 +73,5 @@ class Row:
 def ch_datetime(value: dt.datetime) -> str:
     """ClickHouse DateTime64(6) text in UTC: 'YYYY-MM-DD HH:MM:SS.ffffff'."""
     if value.utcoffset() != _ZERO:
-        value = value.astimezone(dt.timezone.utc)
+        value = value.astimezone(dt.UTC)
     return value.isoformat(sep=" ", timespec="microseconds")[:26]
-
-

@@ -23,7 +23,7 @@ class Team:
     anonymize_ips: bool
 
 
-def _team(row) -> Team:  # noqa: ANN001 - asyncpg Record
+def _team(row) -> Team:
     return Team(
         id=row["id"], uuid=row["uuid"], name=row["name"], api_token=row["api_token"], anonymize_ips=row["anonymize_ips"]
     )

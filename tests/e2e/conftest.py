@@ -23,7 +23,12 @@ START_TIMEOUT = 90.0
 def cli(*args: str, env: dict[str, str], timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
     """Run `plugin-server ARGS` as a user would; returns the finished process."""
     result = subprocess.run(
-        [sys.executable, "-m", "plugin_server", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "plugin_server", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"plugin-server {' '.join(args)} exited {result.returncode}: {result.stderr[-3000:]}")
@@ -35,7 +40,7 @@ def query(sql: str, env: dict[str, str]) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):  # noqa: ANN001, ANN201
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

@@ -6,8 +6,8 @@ import uuid
 
 import trio
 
-from plugin_server.core import aio
 from plugin_server.app.config import describe
+from plugin_server.core import aio
 from plugin_server.storage.postgres import open_postgres
 from tests.e2e.conftest import cli
 

@@ -38,7 +38,9 @@ class Stream:
         self.updates: dict[str, list[tuple[dt.datetime, str, dict, dict]]] = {}  # distinct id -> updates
         self.clock = 0
 
-    def add(self, event: str, distinct_id: str, *, set_: dict | None = None, set_once: dict | None = None, **extra) -> None:
+    def add(
+        self, event: str, distinct_id: str, *, set_: dict | None = None, set_once: dict | None = None, **extra
+    ) -> None:
         self.clock += 1
         at = T0 + dt.timedelta(seconds=self.clock)  # unique timestamps: no ties to break
         event_uuid = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -125,7 +127,9 @@ def postgres_persons(database_url: str, team_id: int) -> tuple[dict[str, str], d
     return trio.run(main)
 
 
-def test_two_workers_on_interleaved_identify_and_alias_streams_keep_the_persons_invariants(server_env, start_server, team):
+def test_two_workers_on_interleaved_identify_and_alias_streams_keep_the_persons_invariants(
+    server_env, start_server, team
+):
     stream = build(team["api_token"])
     server = start_server(dict(server_env, WORKER_CONCURRENCY="2", INGESTION_BATCH_SIZE="100"))
     server.wait_ready()
@@ -135,19 +139,26 @@ def test_two_workers_on_interleaved_identify_and_alias_streams_keep_the_persons_
     tid = team["id"]
     wait_until(lambda: count_events(server_env, tid) >= len(stream.messages), 180, "every event")
     mapping, persons = postgres_persons(server_env["DATABASE_URL"], tid)
-    ch_mapping_sql = f"SELECT distinct_id, toString(person_id) AS p FROM person_distinct_id2 FINAL WHERE team_id = {tid}"
+    ch_mapping_sql = (
+        f"SELECT distinct_id, toString(person_id) AS p FROM person_distinct_id2 FINAL WHERE team_id = {tid}"
+    )
 
     ch_persons_sql = f"SELECT toString(id) AS p, properties FROM person FINAL WHERE team_id = {tid} AND is_deleted = 0"
     pg_properties = {p: v["properties"] for p, v in persons.items()}
 
     def mirrored() -> bool:  # the writer takes each row topic at its own pace: persons may trail ids
         ids = {r["distinct_id"]: r["p"] for r in query(ch_mapping_sql, server_env)}
-        return ids == mapping and {r["p"]: json.loads(r["properties"]) for r in query(ch_persons_sql, server_env)} == pg_properties
+        return (
+            ids == mapping
+            and {r["p"]: json.loads(r["properties"]) for r in query(ch_persons_sql, server_env)} == pg_properties
+        )
 
     wait_until(mirrored, 60, "ClickHouse's persons and distinct ids to mirror Postgres")
     ch_persons = query(ch_persons_sql, server_env)
     events = query(f"SELECT count() AS c, uniqExact(uuid) AS u FROM events WHERE team_id = {tid}", server_env)
-    warnings = query(f"SELECT type, count() AS c FROM ingestion_warnings WHERE team_id = {tid} GROUP BY type", server_env)
+    warnings = query(
+        f"SELECT type, count() AS c FROM ingestion_warnings WHERE team_id = {tid} GROUP BY type", server_env
+    )
     assert server.stop() == 0, server.log()
 
     consumed = [json.loads(line) for line in server.log().splitlines() if '"consumer stopped"' in line]

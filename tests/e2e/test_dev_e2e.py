@@ -91,7 +91,9 @@ def test_dev_one_command_stack_drains_on_stop_and_keeps_data(tmp_path, services,
     if services.external:
         pytest.skip("dev always runs the embedded stack; nothing to test against external services")
     data_dir = tmp_path / "dev"
-    base_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "KAFKA_HOSTS", "CLICKHOUSE_URL")}
+    base_env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "KAFKA_HOSTS", "CLICKHOUSE_URL")
+    }
     base_env["HTTP_PORT"] = "6738"
     log = tmp_path / "dev.log"
 
@@ -130,7 +132,9 @@ def test_dev_one_command_stack_drains_on_stop_and_keeps_data(tmp_path, services,
     try:
         assert values_again["TEAM_ID"] == values["TEAM_ID"]  # the demo team is made once
         assert values_again["PLUGIN_SERVER_ADMIN_TOKEN"] == values["PLUGIN_SERVER_ADMIN_TOKEN"]
-        rows = query(f"SELECT count() AS c, uniqExact(uuid) AS u FROM events WHERE team_id = {values['TEAM_ID']}", env_again)
+        rows = query(
+            f"SELECT count() AS c, uniqExact(uuid) AS u FROM events WHERE team_id = {values['TEAM_ID']}", env_again
+        )
         assert {k: int(v) for k, v in rows[0].items()} == {"c": EVENTS, "u": EVENTS}
     finally:
         assert second.stop() == 0

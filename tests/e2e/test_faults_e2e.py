@@ -20,7 +20,9 @@ def workers_of(pid: int) -> list[psutil.Process]:
 
 
 def test_kill_9_mid_stream_loses_nothing_and_keeps_persons_consistent(server_env, start_server, team):
-    messages = list(synth.generate(token=team["api_token"], events=3000, persons=80, seed=61, now=dt.datetime.now(dt.UTC)))
+    messages = list(
+        synth.generate(token=team["api_token"], events=3000, persons=80, seed=61, now=dt.datetime.now(dt.UTC))
+    )
     server = start_server(dict(server_env, WORKER_CONCURRENCY="2", INGESTION_BATCH_SIZE="200"))
     server.wait_ready()
     kafka, topic = server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"]
@@ -57,6 +59,6 @@ def test_workers_stop_when_their_pool_process_is_killed(server_env, start_server
     assert len(workers) == 2
     os.kill(server.proc.pid, signal.SIGKILL)
     server.proc.wait()
-    gone, alive = psutil.wait_procs(workers, timeout=30)
+    _gone, alive = psutil.wait_procs(workers, timeout=30)
     assert alive == [], f"orphan workers still running: {[p.pid for p in alive]}"
     assert "parent process is gone; stopping" in server.log()

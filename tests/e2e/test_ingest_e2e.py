@@ -8,8 +8,8 @@ import json
 import trio
 
 from plugin_server.core import aio
-from plugin_server.ops import synth
 from plugin_server.core.net import free_port
+from plugin_server.ops import synth
 from plugin_server.storage.kafka import (
     Record,
     ensure_topics,
@@ -40,7 +40,9 @@ def read_topic(hosts: str, topic: str, expected: int, group: str) -> list[dict]:
             with trio.move_on_after(60):
                 async with open_consumer(hosts=hosts, topics=[topic], group_id=group, client_id="e2e") as consumer:
                     while len(seen) < expected:
-                        seen.extend(json.loads(m.value) for m in await consumer.getmany(timeout_ms=200, max_records=500))
+                        seen.extend(
+                            json.loads(m.value) for m in await consumer.getmany(timeout_ms=200, max_records=500)
+                        )
         return seen
 
     return trio.run(main)
@@ -51,7 +53,9 @@ def count_events(env: dict[str, str], team_id: int) -> int:
 
 
 def test_thousand_events_land_exactly_once_with_the_right_fields(server_env, start_server, team):
-    messages = list(synth.generate(token=team["api_token"], events=EVENTS, persons=50, seed=11, now=dt.datetime.now(dt.UTC)))
+    messages = list(
+        synth.generate(token=team["api_token"], events=EVENTS, persons=50, seed=11, now=dt.datetime.now(dt.UTC))
+    )
     server = start_server(server_env)
     server.wait_ready()
     produce(server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"], [(m.key, m.value) for m in messages])
@@ -119,7 +123,9 @@ def test_kafka_sink_with_a_separate_writer_process(server_env, start_server, tea
     produce(server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"], [(m.key, m.value) for m in messages])
 
     wait_until(lambda: count_events(writer_env, team["id"]) >= len(messages), 90, "rows through the writer")
-    uuids = {r["uuid"] for r in query(f"SELECT toString(uuid) AS uuid FROM events WHERE team_id = {team['id']}", writer_env)}
+    uuids = {
+        r["uuid"] for r in query(f"SELECT toString(uuid) AS uuid FROM events WHERE team_id = {team['id']}", writer_env)
+    }
     assert ingester.stop() == 0, ingester.log()
     assert writer.stop() == 0, writer.log()
     assert uuids == {m.uuid for m in messages}
@@ -159,7 +165,9 @@ def test_worker_processes_share_the_topic_and_a_killed_one_is_replaced(server_en
 
 def test_synth_persons_are_consistent_between_postgres_and_clickhouse(server_env, start_server, team):
     """One query per question a reviewer would ask of persons after a synth run."""
-    messages = list(synth.generate(token=team["api_token"], events=1500, persons=60, seed=31, now=dt.datetime.now(dt.UTC)))
+    messages = list(
+        synth.generate(token=team["api_token"], events=1500, persons=60, seed=31, now=dt.datetime.now(dt.UTC))
+    )
     server = start_server(server_env)
     server.wait_ready()
     produce(server_env["KAFKA_HOSTS"], server_env["KAFKA_CONSUMPTION_TOPIC"], [(m.key, m.value) for m in messages])
@@ -179,11 +187,10 @@ def test_synth_persons_are_consistent_between_postgres_and_clickhouse(server_env
         f"SELECT distinct_id, toString(person_id) AS person_id FROM person_distinct_id2 FINAL WHERE team_id = {tid}",
         server_env,
     )
-    persons = query(
-        f"SELECT toString(id) AS id, is_deleted FROM person FINAL WHERE team_id = {tid}", server_env
-    )
+    persons = query(f"SELECT toString(id) AS id, is_deleted FROM person FINAL WHERE team_id = {tid}", server_env)
     group_rows = query(
-        f"SELECT group_key, group_properties FROM groups FINAL WHERE team_id = {tid} AND group_type_index = 0", server_env
+        f"SELECT group_key, group_properties FROM groups FINAL WHERE team_id = {tid} AND group_type_index = 0",
+        server_env,
     )
     grouped_events = query(
         f"SELECT count() AS c, countIf(`$group_0` != '' AND group0_properties != '') AS g "

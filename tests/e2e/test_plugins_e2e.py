@@ -100,10 +100,14 @@ def test_four_plugins_change_drop_fail_and_hang_and_a_reload_loses_nothing(serve
         assert result.returncode == 0, result.stderr
         return [json.loads(line) for line in result.stdout.splitlines()]
 
-    wait_until(lambda: len([m for m in messages(raiser["plugin_config_id"]) if m["type"] == "ERROR"]) >= 10, 30, "raiser logs")
+    wait_until(
+        lambda: len([m for m in messages(raiser["plugin_config_id"]) if m["type"] == "ERROR"]) >= 10, 30, "raiser logs"
+    )
     errors = [m["message"] for m in messages(raiser["plugin_config_id"]) if m["type"] == "ERROR"]
     assert len(errors) == 10 and all("refusing event" in e for e in errors)
-    wait_until(lambda: any("Disabling" in m["message"] for m in messages(looper["plugin_config_id"])), 30, "looper disabled")
+    wait_until(
+        lambda: any("Disabling" in m["message"] for m in messages(looper["plugin_config_id"])), 30, "looper disabled"
+    )
     looper_logs = [m["message"] for m in messages(looper["plugin_config_id"])]
     assert sum("timed out" in m and m.startswith("process_event failed") for m in looper_logs) == 3
     assert not any(m["type"] == "ERROR" for m in messages(drop["plugin_config_id"]))
@@ -142,7 +146,10 @@ def test_plugins_install_refuses_bad_plugins_with_clear_errors(server_env, team,
     cases = [
         (str(empty), "no plugin.json"),
         (str(tmp_path / "missing"), "no such folder or archive"),
-        (write_plugin(tmp_path, "escape", "import os\ndef process_event(event, meta):\n    return event\n"), "main.py:1: import of 'os'"),
+        (
+            write_plugin(tmp_path, "escape", "import os\ndef process_event(event, meta):\n    return event\n"),
+            "main.py:1: import of 'os'",
+        ),
         (write_plugin(tmp_path, "syntax", "def process_event(event, meta)\n    return event\n"), "main.py:1"),
         (write_plugin(tmp_path, "nothing", "x = 1\n"), "exports nothing"),
         (write_plugin(tmp_path, "needs", ENRICH, [{"key": "label", "required": True}]), "'label' is required"),
@@ -189,7 +196,11 @@ def test_on_event_sees_every_written_event(server_env, start_server, team, tmp_p
     config_id = install(env, write_plugin(tmp_path, "counter", COUNT_ON_EVENT), team["id"])["plugin_config_id"]
     server = start_server(env)
     server.wait_ready()
-    produce(env["KAFKA_HOSTS"], env["KAFKA_CONSUMPTION_TOPIC"], [capture(team["api_token"], n, run="async") for n in range(40)])
+    produce(
+        env["KAFKA_HOSTS"],
+        env["KAFKA_CONSUMPTION_TOPIC"],
+        [capture(team["api_token"], n, run="async") for n in range(40)],
+    )
     wait_until(lambda: storage_value(env, config_id, "seen") >= 40, 60, "on_event for every event")
     assert server.stop() == 0, server.log()
     assert storage_value(env, config_id, "seen") == 40  # each once (no crash here, so no redelivery)

@@ -9,12 +9,12 @@ from plugin_server.storage.redis import open_redis
 
 
 @pytest.fixture
-async def pg(aio, services):  # noqa: ARG001 - aio: the loop the adapter needs
+async def pg(aio, services):
     async with open_postgres(services.database_url, max_size=8) as pg:
         yield pg
 
 
 @pytest.fixture
-async def redis(aio, services):  # noqa: ARG001
+async def redis(aio, services):
     async with open_redis(services.redis_url) as redis:
         yield redis

@@ -12,9 +12,8 @@ import pytest
 import trio
 from aiokafka.partitioner import DefaultPartitioner
 
-from plugin_server.core.net import free_port
 from plugin_server.core.errors import ServiceUnavailable, StorageError
-from plugin_server.storage.migrations import load, migrate_clickhouse, migrate_postgres
+from plugin_server.core.net import free_port
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,
@@ -23,6 +22,7 @@ from plugin_server.storage.kafka import (
     open_consumer,
     open_producer,
 )
+from plugin_server.storage.migrations import load, migrate_clickhouse, migrate_postgres
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
 from plugin_server.storage.teams import TeamStore
@@ -36,7 +36,13 @@ async def test_postgres_migrations_are_idempotent(aio, services):
         names = {r["name"] for r in await pg.fetch("SELECT name FROM plugin_server_migrations")}
         assert {m.name for m in load("postgres")} <= names
         tables = {r["tablename"] for r in await pg.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        assert {"posthog_team", "posthog_person", "posthog_persondistinctid", "posthog_pluginconfig", "plugin_server_jobs"} <= tables
+        assert {
+            "posthog_team",
+            "posthog_person",
+            "posthog_persondistinctid",
+            "posthog_pluginconfig",
+            "plugin_server_jobs",
+        } <= tables
 
 
 async def test_concurrent_migrators_do_not_collide(aio, services):
@@ -101,7 +107,9 @@ async def test_kafka_produce_consume_commit_and_lag(aio, services, unique):
         await producer.send_batch(Record(topic, f"v{i}".encode(), f"k{i % 5}".encode()) for i in range(50))
     seen = []
     with trio.fail_after(60):
-        async with open_consumer(hosts=services.kafka_hosts, topics=[topic], group_id=f"g{unique}", client_id="t") as consumer:
+        async with open_consumer(
+            hosts=services.kafka_hosts, topics=[topic], group_id=f"g{unique}", client_id="t"
+        ) as consumer:
             while len(seen) < 50:
                 batch = await consumer.getmany(timeout_ms=200, max_records=20)
                 seen.extend(batch)
@@ -119,7 +127,9 @@ async def test_kafka_produce_consume_commit_and_lag(aio, services, unique):
     assert all(len(p) == 1 for p in partitions_of_key.values())
     # Committed: a new member of the group starts after everything.
     with trio.fail_after(60):
-        async with open_consumer(hosts=services.kafka_hosts, topics=[topic], group_id=f"g{unique}", client_id="t2") as again:
+        async with open_consumer(
+            hosts=services.kafka_hosts, topics=[topic], group_id=f"g{unique}", client_id="t2"
+        ) as again:
             assert await again.getmany(timeout_ms=500, max_records=100) == []
 
 
@@ -162,7 +172,9 @@ async def test_deleted_topics_are_gone_with_their_messages(aio, services, unique
     assert await delete_topics(hosts=services.kafka_hosts, topics=[*topics, f"t{unique}_never"]) == topics
     assert await delete_topics(hosts=services.kafka_hosts, topics=topics) == []  # already gone: nothing to do
     assert await ensure_topics(hosts=services.kafka_hosts, topics=topics, partitions=2) == topics  # made anew
-    async with open_consumer(hosts=services.kafka_hosts, topics=[topics[0]], group_id=f"g{unique}", client_id="t") as consumer:
+    async with open_consumer(
+        hosts=services.kafka_hosts, topics=[topics[0]], group_id=f"g{unique}", client_id="t"
+    ) as consumer:
         assert await consumer.getmany(timeout_ms=1000, max_records=10) == []  # the old message went with it
 
 
@@ -267,14 +279,17 @@ def test_stack_children_die_with_their_parent(tmp_path):
 
 
 async def test_direct_sink_dead_letters_only_the_rows_clickhouse_refuses(aio, services):
-    from plugin_server.storage.tables import Row
     from plugin_server.storage.sinks import DirectSink
+    from plugin_server.storage.tables import Row
 
     async with open_clickhouse(services.clickhouse_url) as ch:
         await migrate_clickhouse(ch)
         table = "ingestion_warnings"
         team_id = int(uuid.uuid4().int % 1_000_000_000) + 1_000_000_000
-        good = [f'{{"team_id":{team_id},"source":"t","type":"ok{i}","details":"{{}}","timestamp":"2024-01-01 00:00:00"}}' for i in range(7)]
+        good = [
+            f'{{"team_id":{team_id},"source":"t","type":"ok{i}","details":"{{}}","timestamp":"2024-01-01 00:00:00"}}'
+            for i in range(7)
+        ]
         bad = f'{{"team_id":{team_id},"source":"t","type":"bad","details":"{{}}","timestamp":"not a date"}}'
         sink = DirectSink(clickhouse=ch)
         for offset, line in enumerate([*good[:3], bad, *good[3:]]):

@@ -24,7 +24,15 @@ def bench_for(services) -> Bench:
 
 
 def sizes(events: int) -> Sizes:
-    return Sizes(throughput=events, latency_seconds=1, person_points=(), person_events=0, footprint_seconds=1, catchup=0, vm_events=0)
+    return Sizes(
+        throughput=events,
+        latency_seconds=1,
+        person_points=(),
+        person_events=0,
+        footprint_seconds=1,
+        catchup=0,
+        vm_events=0,
+    )
 
 
 async def test_the_export_scenario_hands_every_event_to_the_plugin(aio, services):

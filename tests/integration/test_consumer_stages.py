@@ -32,7 +32,7 @@ class StagedHandler:
         raise AssertionError("a staged handler is called in stages")
 
 
-async def test_writes_overlap_the_next_prepare_and_commit_in_order(aio, settings):  # noqa: ARG001
+async def test_writes_overlap_the_next_prepare_and_commit_in_order(aio, settings):
     topic, group = settings.kafka_consumption_topic, settings.kafka_consumer_group
     await ensure_topics(hosts=settings.kafka_hosts, topics=[topic], partitions=1)
     async with open_producer(hosts=settings.kafka_hosts, client_id="t") as producer:
@@ -55,7 +55,7 @@ async def test_writes_overlap_the_next_prepare_and_commit_in_order(aio, settings
     assert committed == {(topic, 0): 60}
 
 
-async def test_lag_series_of_partitions_no_longer_assigned_are_removed(aio, settings):  # noqa: ARG001
+async def test_lag_series_of_partitions_no_longer_assigned_are_removed(aio, settings):
     from plugin_server.core import metrics
 
     class FakeConsumer:
@@ -73,7 +73,10 @@ async def test_lag_series_of_partitions_no_longer_assigned_are_removed(aio, sett
 
     def series() -> set[str]:
         return {
-            s.labels["partition"] for m in metrics.CONSUMER_LAG.collect() for s in m.samples if s.labels["group"] == group
+            s.labels["partition"]
+            for m in metrics.CONSUMER_LAG.collect()
+            for s in m.samples
+            if s.labels["group"] == group
         }
 
     assert await consumer._measure_lag(FakeConsumer({("t", 0): 5, ("t", 1): 7})) == 12

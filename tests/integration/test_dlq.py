@@ -10,7 +10,6 @@ from collections import Counter
 import pytest
 import trio
 
-from plugin_server.ops import dlq
 from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.ingestion.dead_letter import (
     dead_letter_message,
@@ -18,7 +17,7 @@ from plugin_server.ingestion.dead_letter import (
 )
 from plugin_server.ingestion.event import Source
 from plugin_server.ingestion.results import DeadLetter
-from plugin_server.storage.migrations import migrate_postgres
+from plugin_server.ops import dlq
 from plugin_server.storage.kafka import (
     KafkaProducer,
     Record,
@@ -26,6 +25,7 @@ from plugin_server.storage.kafka import (
     open_producer,
     read_topic,
 )
+from plugin_server.storage.migrations import migrate_postgres
 from plugin_server.storage.postgres import open_postgres
 
 NOW = dt.datetime.now(dt.UTC)
@@ -164,7 +164,7 @@ async def test_a_failed_produce_claims_nothing(aio, settings, monkeypatch):
     real_send = KafkaProducer.send_batch
     calls = []
 
-    async def failing_once(self, records) -> None:  # noqa: ANN001
+    async def failing_once(self, records) -> None:
         records = list(records)
         calls.append(len(records))
         if len(calls) == 2:  # the second chunk: the first is committed already

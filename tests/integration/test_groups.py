@@ -12,11 +12,10 @@ import pytest
 import trio
 
 from plugin_server.ingestion.event import GroupView, PipelineEvent, Source
-from plugin_server.storage.teams import Team
 from plugin_server.ingestion.groups import GroupsStep
 from plugin_server.storage.groups import GroupColumns, GroupStore
 from plugin_server.storage.postgres import open_postgres
-from plugin_server.storage.teams import TeamStore
+from plugin_server.storage.teams import Team, TeamStore
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(days=1)
@@ -31,7 +30,9 @@ class World:
         self.store = GroupStore(pg=pg)
         self.step = GroupsStep(store=self.store)
 
-    def event(self, name: str = "$pageview", *, at: dt.datetime = T0, distinct_id: str = "user", **properties) -> PipelineEvent:
+    def event(
+        self, name: str = "$pageview", *, at: dt.datetime = T0, distinct_id: str = "user", **properties
+    ) -> PipelineEvent:
         return PipelineEvent(
             source=Source("events", 0, next(_OFFSETS), 1_700_000_000_000), raw=b"{}", uuid=str(uuid.uuid4()),
             distinct_id=distinct_id, event=name, properties=properties, now=NOW.isoformat(),
@@ -39,7 +40,9 @@ class World:
         )  # fmt: skip
 
     def identify(self, group_type: str, key, *, at: dt.datetime = T0, **group_set) -> PipelineEvent:
-        return self.event("$groupidentify", at=at, **{"$group_type": group_type, "$group_key": key, "$group_set": group_set})
+        return self.event(
+            "$groupidentify", at=at, **{"$group_type": group_type, "$group_key": key, "$group_set": group_set}
+        )
 
     async def run(self, *events: PipelineEvent):
         """Like the pipeline: prefetch, events of distinct ids concurrently, then confirm."""
@@ -64,7 +67,7 @@ class World:
 
 
 @pytest.fixture
-async def world(aio, services):  # noqa: ARG001
+async def world(aio, services):
     async with open_postgres(services.database_url, max_size=8) as pg:
         yield World(pg, await TeamStore(pg=pg).create("groups"))
 
@@ -159,7 +162,14 @@ async def test_two_workers_adding_types_to_one_team_never_share_an_index(world, 
 
         async def feed(w: World, prefix: str) -> None:
             for i in range(4):
-                await w.run(*(w.event(distinct_id=f"{prefix}{i}{j}", **{"$groups": {f"{prefix}{i}": "k", f"{prefix}{j}": "k"}}) for j in range(4)))
+                await w.run(
+                    *(
+                        w.event(
+                            distinct_id=f"{prefix}{i}{j}", **{"$groups": {f"{prefix}{i}": "k", f"{prefix}{j}": "k"}}
+                        )
+                        for j in range(4)
+                    )
+                )
 
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:

@@ -10,10 +10,10 @@ import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from plugin_server.storage.jobs import JobQueue
-from plugin_server.ops import synth
-from plugin_server.ingestion.pipeline import STEPS
 from plugin_server.app.server import Server
+from plugin_server.ingestion.pipeline import STEPS
+from plugin_server.ops import synth
+from plugin_server.storage.jobs import JobQueue
 from plugin_server.storage.kafka import Record, open_producer
 from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres

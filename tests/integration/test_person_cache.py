@@ -84,7 +84,9 @@ async def test_redis_flushed_mid_stream_changes_nothing(pg, redis):
     for round_ in range(6):
         if round_ == 3:
             await redis.flushdb()
-        messages = [world.message("$set", f"f{i}", at=later(round_), **{"$set": {"round": round_, "i": i}}) for i in range(10)]
+        messages = [
+            world.message("$set", f"f{i}", at=later(round_), **{"$set": {"round": round_, "i": i}}) for i in range(10)
+        ]
         seen = await properties_of_events(world, *messages)
         assert sorted(seen, key=lambda p: p["i"]) == [{"round": round_, "i": i} for i in range(10)]
         expected = {f"f{i}": {"round": round_, "i": i} for i in range(10)}

@@ -10,15 +10,14 @@ import uuid
 import pytest
 import trio
 
-from plugin_server.storage.teams import Team
 from plugin_server.ingestion.persons import PersonsStep, person_uuid
 from plugin_server.ingestion.pipeline import IngestionPipeline
-from plugin_server.storage.tables import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE
 from plugin_server.ingestion.teams import TeamCache
 from plugin_server.storage.kafka import Message
 from plugin_server.storage.persons import PersonStore
 from plugin_server.storage.postgres import open_postgres
-from plugin_server.storage.teams import TeamStore
+from plugin_server.storage.tables import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE
+from plugin_server.storage.teams import Team, TeamStore
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -66,7 +65,7 @@ class World:
 
 
 @pytest.fixture
-async def world(aio, services):  # noqa: ARG001
+async def world(aio, services):
     async with open_postgres(services.database_url, max_size=8) as pg:
         team = await TeamStore(pg=pg).create("persons")
         yield World(pg, team)
@@ -81,7 +80,9 @@ def event_person_ids(out) -> list[str]:
 
 
 async def test_first_event_creates_a_person_with_set_and_set_once(world):
-    out = await world.run(world.message("$pageview", "anon-1", **{"$set": {"a": 1, "b": 2}, "$set_once": {"b": 9, "c": 3}}))
+    out = await world.run(
+        world.message("$pageview", "anon-1", **{"$set": {"a": 1, "b": 2}, "$set_once": {"b": 9, "c": 3}})
+    )
     person = await world.person("anon-1")
     assert person.properties == {"a": 1, "b": 2, "c": 3}  # $set wins over $set_once
     assert person.uuid == person_uuid(world.team.id, "anon-1") and not person.is_identified
@@ -89,7 +90,9 @@ async def test_first_event_creates_a_person_with_set_and_set_once(world):
     assert event_person_ids(out) == [person.uuid]
     (ch_person,) = rows(out, PERSON_TABLE)
     assert ch_person["id"] == person.uuid and json.loads(ch_person["properties"]) == person.properties
-    assert [(r["distinct_id"], r["person_id"]) for r in rows(out, PERSON_DISTINCT_ID_TABLE)] == [("anon-1", person.uuid)]
+    assert [(r["distinct_id"], r["person_id"]) for r in rows(out, PERSON_DISTINCT_ID_TABLE)] == [
+        ("anon-1", person.uuid)
+    ]
 
 
 async def test_a_batch_of_updates_to_one_person_is_one_write(world):
@@ -123,9 +126,20 @@ async def test_late_older_set_does_not_overwrite_a_newer_one(world):
 
 
 async def test_create_alias_merges_two_persons_with_newest_values_winning(world):
-    await world.run(world.message("$pageview", "old_distinct_id", **{"$set": {"key_on_both": "old value both", "key_on_old": "old value"}}))
+    await world.run(
+        world.message(
+            "$pageview", "old_distinct_id", **{"$set": {"key_on_both": "old value both", "key_on_old": "old value"}}
+        )
+    )
     later = T0 + dt.timedelta(minutes=1)
-    await world.run(world.message("$pageview", "new_distinct_id", at=later, **{"$set": {"key_on_both": "new value both", "key_on_new": "new value"}}))
+    await world.run(
+        world.message(
+            "$pageview",
+            "new_distinct_id",
+            at=later,
+            **{"$set": {"key_on_both": "new value both", "key_on_new": "new value"}},
+        )
+    )
     old = await world.person("old_distinct_id")
     out = await world.run(world.message("$create_alias", "new_distinct_id", at=later, alias="old_distinct_id"))
     merged = await world.person("new_distinct_id")
@@ -237,7 +251,9 @@ async def test_a_merge_that_lost_a_race_keeps_the_batchs_unwritten_changes(world
         async def merge_after_the_other_worker_wrote(**kwargs):
             if not raced:
                 raced.append(True)
-                await other.run(other.message("$set", "anon", at=T0 + dt.timedelta(seconds=31), **{"$set": {"plan": "p31"}}))
+                await other.run(
+                    other.message("$set", "anon", at=T0 + dt.timedelta(seconds=31), **{"$set": {"plan": "p31"}})
+                )
             return await real_merge(**kwargs)
 
         world.store.merge = merge_after_the_other_worker_wrote
@@ -289,7 +305,9 @@ async def test_a_redelivered_merge_re_emits_the_moves_and_the_tombstone(world, s
     """The batch that merged committed to Postgres but its ClickHouse rows were lost (a crash):
     the redelivered merge event finds the ids already linked and still emits what the mirror
     needs: every distinct id of the person at its version, and the merged person's tombstone."""
-    await world.run(world.message("$pageview", "anon"), world.message("$pageview", "anon-2"), world.message("$pageview", "user"))
+    await world.run(
+        world.message("$pageview", "anon"), world.message("$pageview", "anon-2"), world.message("$pageview", "user")
+    )
     anon_2 = await world.person("anon-2")
     await world.run(world.message("$create_alias", "anon", at=T0 + dt.timedelta(seconds=1), alias="anon-2"))
     anon = await world.person("anon")
@@ -361,7 +379,9 @@ async def test_update_many_returns_what_postgres_now_holds_and_skips_stale_versi
     await world.run(world.message("$pageview", "fresh"), world.message("$pageview", "stale"))
     fresh, stale = await world.person("fresh"), await world.person("stale")
     later = T0 + dt.timedelta(hours=1)
-    columns = PersonColumns({"a": [1, {"b": "ü"}]}, {"a": "2024-05-01T13:00:00.000000Z"}, {"a": {"op": "set"}}, True, later)
+    columns = PersonColumns(
+        {"a": [1, {"b": "ü"}]}, {"a": "2024-05-01T13:00:00.000000Z"}, {"a": {"op": "set"}}, True, later
+    )
     stale_read = dataclasses.replace(stale, version=stale.version - 1)  # another worker wrote it since
     written = await world.store.update_many([(fresh, columns), (stale_read, columns)])
     assert list(written) == [fresh.id]

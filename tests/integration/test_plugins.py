@@ -11,10 +11,10 @@ import pytest
 import trio
 
 from plugin_server.core.errors import ServiceUnavailable
-from plugin_server.storage.plugins import PluginStore
 from plugin_server.plugins import runtime as runtime_module
 from plugin_server.plugins.logs import PluginLogs
 from plugin_server.plugins.runtime import PluginRuntime
+from plugin_server.storage.plugins import PluginStore
 
 
 class Plugins:
@@ -105,7 +105,7 @@ async def test_a_chain_runs_in_order_drops_and_survives_errors(plugins):
     errors = [m for m in plugins.messages() if m[1] == "ERROR"]
     assert len(errors) == 2 and all("ValueError: no tens" in m[2] or "no tens" in m[2] for m in errors)
     raising = await plugins.pg.fetchval(
-        "SELECT error FROM posthog_pluginconfig WHERE team_id = $1 AND \"order\" = 2", plugins.team_id
+        'SELECT error FROM posthog_pluginconfig WHERE team_id = $1 AND "order" = 2', plugins.team_id
     )
     assert "no tens: 10" in raising["message"] and raising["event"]["uuid"].endswith("000000000010")
     assert await plugins.store.error_of(first) is None
@@ -179,7 +179,7 @@ async def test_meta_storage_cache_cursor_logs_are_namespaced_per_config(plugins)
 
 def serve_once(status: int = 200, body: bytes = b'{"ok": true}'):
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
+        def do_GET(self):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -211,10 +211,16 @@ async def test_fetch_cannot_reach_private_addresses_unless_allowed(plugins, allo
     try:
         await plugins.install(FETCH)
         runtime = plugins.runtime(allow_private_fetch=allow_private)
-        urls = [f"http://127.0.0.1:{server.server_port}/x", f"http://localhost:{server.server_port}/", "file:///etc/passwd"]
+        urls = [
+            f"http://127.0.0.1:{server.server_port}/x",
+            f"http://localhost:{server.server_port}/",
+            "file:///etc/passwd",
+        ]
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
-            out = await plugins.process(runtime, [event(i) | {"team_id": plugins.team_id, "properties": {"url": u}} for i, u in enumerate(urls)])
+            out = await plugins.process(
+                runtime, [event(i) | {"team_id": plugins.team_id, "properties": {"url": u}} for i, u in enumerate(urls)]
+            )
             nursery.cancel_scope.cancel()
     finally:
         server.shutdown()
@@ -237,7 +243,9 @@ async def test_a_plugin_that_times_out_repeatedly_is_disabled(plugins):
     assert out == events(plugins, 5)  # every event went on unchanged
     assert not await plugins.pg.fetchval("SELECT enabled FROM posthog_pluginconfig WHERE id = $1", config_id)
     assert "consecutive timeouts" in (await plugins.store.error_of(config_id))["message"]
-    timeouts = [m for m in plugins.messages(config_id) if m[2].startswith("process_event failed") and "timed out" in m[2]]
+    timeouts = [
+        m for m in plugins.messages(config_id) if m[2].startswith("process_event failed") and "timed out" in m[2]
+    ]
     assert len(timeouts) == 3  # disabled after the third: the last two events did not wait
 
 
@@ -444,7 +452,10 @@ async def test_attachments_reach_their_config_only(plugins):
         capabilities={}, sources={"main.py": source}, config={}, order=1,
         attachments=[Attachment("cert", "text/plain", "cert.pem", b"SECRET")],
     )  # fmt: skip
-    await plugins.install(source.replace("'cert'] = None", "'cert2'] = None").replace("properties']['cert'", "properties']['cert2'"), order=2)
+    await plugins.install(
+        source.replace("'cert'] = None", "'cert2'] = None").replace("properties']['cert'", "properties']['cert2'"),
+        order=2,
+    )
     runtime = plugins.runtime()
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)

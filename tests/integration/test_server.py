@@ -9,11 +9,11 @@ import httpx
 import pytest
 import trio
 
-from plugin_server.ops import synth
-from plugin_server.core.errors import ServiceUnavailable
-from plugin_server.storage.migrations import migrate_clickhouse
 from plugin_server.app.server import Server
 from plugin_server.app.topics import row_topics
+from plugin_server.core.errors import ServiceUnavailable
+from plugin_server.ops import synth
+from plugin_server.ops.tools import topics_of
 from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.kafka import (
     Record,
@@ -22,9 +22,9 @@ from plugin_server.storage.kafka import (
     open_producer,
     topic_end_offsets,
 )
+from plugin_server.storage.migrations import migrate_clickhouse
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
-from plugin_server.ops.tools import topics_of
 
 ADMIN = "test-admin-token"
 
@@ -65,7 +65,9 @@ async def read_topic(hosts: str, topic: str, expected: int, group: str) -> list[
 async def test_events_land_in_clickhouse_and_garbage_is_dead_lettered(aio, settings, team, sink, unique):
     settings = settings.replace(ingestion_sink=sink, plugin_server_admin_token=ADMIN)
     await prepare(settings)
-    messages = list(synth.generate(token=team["api_token"], events=500, persons=40, seed=7, now=dt.datetime.now(dt.UTC)))
+    messages = list(
+        synth.generate(token=team["api_token"], events=500, persons=40, seed=7, now=dt.datetime.now(dt.UTC))
+    )
     garbage = list(synth.garbage(count=len(synth.GARBAGE_KINDS)))
     unknown = list(synth.generate(token="phc_unknown", events=3, seed=8, now=dt.datetime.now(dt.UTC)))
 
@@ -135,7 +137,9 @@ async def test_query_endpoint_refuses_bad_requests(aio, settings):
             write = await client.post(
                 f"{base}/query", content="DROP TABLE events", headers={"Authorization": f"Bearer {ADMIN}"}
             )
-            not_utf8 = await client.post(f"{base}/query", content=b"\xff\xfe", headers={"Authorization": f"Bearer {ADMIN}"})
+            not_utf8 = await client.post(
+                f"{base}/query", content=b"\xff\xfe", headers={"Authorization": f"Bearer {ADMIN}"}
+            )
             missing = await client.get(f"{base}/nope")
         server.request_stop()
     assert no_auth.status_code == 401 and wrong.status_code == 401
@@ -191,7 +195,9 @@ async def test_transient_sink_failures_retry_without_loss_or_duplicates(aio, set
     assert dead_letters and sum(dead_letters.values()) == 0
 
 
-async def test_clickhouse_outage_pauses_commits_nothing_dead_letters_nothing_and_catches_up(aio, settings, team, services):
+async def test_clickhouse_outage_pauses_commits_nothing_dead_letters_nothing_and_catches_up(
+    aio, settings, team, services
+):
     """A real ClickHouse failure: the events table is detached while events keep arriving."""
     if services.external:
         pytest.skip("detaching tables on a shared ClickHouse server would disturb other users")
@@ -231,14 +237,14 @@ async def test_clickhouse_outage_pauses_commits_nothing_dead_letters_nothing_and
     assert sum(dead_letters.values()) == 0
 
 
-async def _kill_postgres_connections(admin, redis) -> int:  # noqa: ARG001
+async def _kill_postgres_connections(admin, redis) -> int:
     return await admin.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
     )
 
 
-async def _flush_redis(admin, redis) -> int:  # noqa: ARG001
+async def _flush_redis(admin, redis) -> int:
     await redis.flushdb()
     return 1
 
@@ -250,7 +256,9 @@ async def test_faults_mid_stream_give_correct_results(aio, settings, team, servi
     batches retry or reread, and the result is still exact."""
     settings = settings.replace(plugin_server_admin_token=ADMIN)
     await prepare(settings)
-    messages = list(synth.generate(token=team["api_token"], events=1200, persons=40, seed=51, now=dt.datetime.now(dt.UTC)))
+    messages = list(
+        synth.generate(token=team["api_token"], events=1200, persons=40, seed=51, now=dt.datetime.now(dt.UTC))
+    )
     server = Server(settings)
     faults = 0
     async with (
@@ -269,7 +277,9 @@ async def test_faults_mid_stream_give_correct_results(aio, settings, team, servi
         sql = f"SELECT count() AS c FROM events WHERE team_id = {team['id']}"
         total = await wait_for_count(handle.http_port, sql, len(messages), timeout=120)
         await trio.sleep(0.5)
-        uuids = await query(handle.http_port, f"SELECT uniqExact(uuid) AS u, count() AS c FROM events WHERE team_id = {team['id']}")
+        uuids = await query(
+            handle.http_port, f"SELECT uniqExact(uuid) AS u, count() AS c FROM events WHERE team_id = {team['id']}"
+        )
         mapping = await query(
             handle.http_port,
             f"SELECT distinct_id, toString(person_id) AS p FROM person_distinct_id2 FINAL WHERE team_id = {team['id']}",
@@ -283,7 +293,9 @@ async def test_faults_mid_stream_give_correct_results(aio, settings, team, servi
             "SELECT d.distinct_id, p.uuid::text AS p FROM posthog_persondistinctid d JOIN posthog_person p "
             "ON p.id = d.person_id WHERE d.team_id = $1", team["id"],
         )  # fmt: skip
-        pg_persons = await admin.fetch("SELECT uuid::text AS p, properties FROM posthog_person WHERE team_id = $1", team["id"])
+        pg_persons = await admin.fetch(
+            "SELECT uuid::text AS p, properties FROM posthog_person WHERE team_id = $1", team["id"]
+        )
     assert faults > 0
     assert {r["p"]: json.loads(r["properties"]) for r in ch_persons} == {r["p"]: r["properties"] for r in pg_persons}
     assert total == len(messages) and int(uuids[0]["u"]) == len(messages)

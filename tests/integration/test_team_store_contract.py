@@ -18,12 +18,12 @@ async def real_store(services):
 
 
 @asynccontextmanager
-async def fake_store(services):  # noqa: ARG001 - same signature as real_store
+async def fake_store(services):
     yield InMemoryTeamStore()
 
 
 @pytest.fixture(params=[real_store, fake_store], ids=["postgres", "in-memory"])
-async def store(request, aio, services):  # noqa: ARG001 - aio: the loop the adapter needs
+async def store(request, aio, services):
     async with request.param(services) as opened:
         yield opened
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from workers.async_handler import ASYNC_SKIPPED, AsyncHandler
 from plugin_server.storage.kafka import Message
+from workers.async_handler import ASYNC_SKIPPED, AsyncHandler
 
 
 class Runtime:
@@ -21,7 +21,7 @@ class Runtime:
     def wants_async(self, team_id: int) -> bool:
         return team_id in self.teams
 
-    async def run_async(self, events, jobs) -> None:  # noqa: ARG002
+    async def run_async(self, events, jobs) -> None:
         self.ran.append(events)
 
 
@@ -36,14 +36,18 @@ def row(team_id: int, event: str) -> bytes:
 
 async def test_rows_of_teams_with_async_plugins_are_handed_over_in_order():
     runtime = Runtime({5})
-    await AsyncHandler(runtime=runtime, jobs=None)([message(0, row(5, "a")), message(1, row(6, "b")), message(2, row(5, "c"))])
+    await AsyncHandler(runtime=runtime, jobs=None)(
+        [message(0, row(5, "a")), message(1, row(6, "b")), message(2, row(5, "c"))]
+    )
     assert [[e["event"] for e in events] for events in runtime.ran] == [["a", "c"]]
 
 
 async def test_malformed_rows_are_skipped_and_counted():
     runtime = Runtime({5})
     before = ASYNC_SKIPPED._value.get()
-    await AsyncHandler(runtime=runtime, jobs=None)([message(0, b"not json"), message(1, b"[1]"), message(2, row(5, "a"))])
+    await AsyncHandler(runtime=runtime, jobs=None)(
+        [message(0, b"not json"), message(1, b"[1]"), message(2, row(5, "a"))]
+    )
     assert ASYNC_SKIPPED._value.get() - before == 2
     assert [[e["event"] for e in events] for events in runtime.ran] == [["a"]]
 

@@ -278,7 +278,9 @@ def test_topic_rejects(raw):
     assert "Kafka topic name" in info.value.expected
 
 
-@pytest.mark.parametrize("raw", ["événements", "topic\u0661", ".", ".."], ids=["accent", "arabic-digit", "dot", "dotdot"])
+@pytest.mark.parametrize(
+    "raw", ["événements", "topic\u0661", ".", ".."], ids=["accent", "arabic-digit", "dot", "dotdot"]
+)
 def test_topic_rejects_names_kafka_rejects(raw):
     with pytest.raises(ConfigError):
         Settings.from_env({"KAFKA_CONSUMPTION_TOPIC": raw})
@@ -298,7 +300,12 @@ def test_text_fields_are_taken_verbatim():
         ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY", "0", "an integer >= 1 and <= 64"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL", "loud", "one of debug, info, warning, error"),
         ({"HTTP_PORT": "80\n80"}, "HTTP_PORT", "80\n80", "an integer >= 0 and <= 65535"),
-        ({"KAFKA_HOSTS": "a\r\nb"}, "KAFKA_HOSTS", "a\r\nb", "comma-separated host:port pairs, like kafka1:9092,kafka2:9092"),
+        (
+            {"KAFKA_HOSTS": "a\r\nb"},
+            "KAFKA_HOSTS",
+            "a\r\nb",
+            "comma-separated host:port pairs, like kafka1:9092,kafka2:9092",
+        ),
     ],
     ids=["int", "choice", "newline-in-value", "crlf-in-value"],
 )

@@ -3,7 +3,6 @@ import json
 
 import pytest
 
-from plugin_server.ops import dlq
 from plugin_server.ingestion.dead_letter import (
     NO_SOURCE,
     dead_letter_message,
@@ -11,6 +10,7 @@ from plugin_server.ingestion.dead_letter import (
 )
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.results import DeadLetter
+from plugin_server.ops import dlq
 from plugin_server.storage.kafka import Message, Record
 
 NOW = dt.datetime(2024, 5, 10, 12, 0, 0, tzinfo=dt.UTC)

@@ -1,6 +1,14 @@
 import pytest
 
-from plugin_server.core.errors import ConfigError, EmbeddedStackError, EngineLocked, PluginServerError, ServiceUnavailable, StorageError, leaves
+from plugin_server.core.errors import (
+    ConfigError,
+    EmbeddedStackError,
+    EngineLocked,
+    PluginServerError,
+    ServiceUnavailable,
+    StorageError,
+    leaves,
+)
 
 A, B, C, D = ValueError("a"), KeyError("b"), ServiceUnavailable("kafka", "c"), KeyboardInterrupt()
 

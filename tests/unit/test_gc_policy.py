@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from plugin_server.core import gc_policy
 from plugin_server.app.config import Settings
+from plugin_server.core import gc_policy
 from plugin_server.core.errors import ConfigError
 
 

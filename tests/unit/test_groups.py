@@ -12,7 +12,6 @@ import pytest
 import trio
 
 from plugin_server.ingestion.event import GroupView, PipelineEvent, Source
-from plugin_server.storage.teams import Team
 from plugin_server.ingestion.groups import (
     GroupsStep,
     IdentifyTarget,
@@ -27,6 +26,7 @@ from plugin_server.ingestion.groups import (
     updated_properties,
 )
 from plugin_server.storage.groups import GroupColumns, GroupRecord, Upserted
+from plugin_server.storage.teams import Team
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(hours=1)

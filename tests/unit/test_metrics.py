@@ -9,17 +9,17 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 
 from plugin_server.core import metrics
-from plugin_server.ops import synth
-from plugin_server.storage.teams import Team
 from plugin_server.ingestion.pipeline import IngestionPipeline
 from plugin_server.ingestion.teams import TeamCache
+from plugin_server.ops import synth
+from plugin_server.plugins.chain import ChainReport, Progress, run_chain
+from plugin_server.plugins.hooks import AsyncReport, run_export, run_on_event
+from plugin_server.plugins.loaded import LoadedConfig
+from plugin_server.plugins.logs import LogTarget, PluginLogs
 from plugin_server.storage.kafka import Message
 from plugin_server.storage.plugins import ConfigRow
+from plugin_server.storage.teams import Team
 from plugin_server.testing.teams import InMemoryTeamStore
-from plugin_server.plugins.hooks import AsyncReport, run_export, run_on_event
-from plugin_server.plugins.chain import ChainReport, Progress, run_chain
-from plugin_server.plugins.logs import LogTarget, PluginLogs
-from plugin_server.plugins.loaded import LoadedConfig
 from vm.sandbox import compile_plugin
 
 NOW = dt.datetime(2023, 6, 1, 12, 0, tzinfo=dt.UTC)

@@ -4,9 +4,9 @@ import datetime as dt
 import pytest
 
 from plugin_server.ingestion.event import IngestionWarning, PipelineEvent, Source
-from plugin_server.storage.teams import Team
 from plugin_server.ingestion.normalize import normalize
 from plugin_server.ingestion.results import Ok
+from plugin_server.storage.teams import Team
 
 UTC = dt.UTC
 WALLCLOCK = dt.datetime(2021, 6, 1, tzinfo=UTC)
@@ -112,9 +112,7 @@ def test_resolves_the_timestamp(changes, resolved):
 
 def test_ignore_sent_at_property_is_honoured():
     out = run(
-        event(
-            timestamp="2020-01-01T12:00:00Z", sent_at="2020-01-01T11:00:00Z", properties={"$ignore_sent_at": True}
-        )
+        event(timestamp="2020-01-01T12:00:00Z", sent_at="2020-01-01T11:00:00Z", properties={"$ignore_sent_at": True})
     )
     assert out.resolved_timestamp == dt.datetime(2020, 1, 1, 12, tzinfo=UTC)
 

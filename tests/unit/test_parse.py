@@ -3,7 +3,6 @@ import json
 
 import pytest
 
-from plugin_server.ops import synth
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.parse import (
     MAX_DISTINCT_ID_LENGTH,
@@ -13,6 +12,7 @@ from plugin_server.ingestion.parse import (
     sanitize_event_name,
 )
 from plugin_server.ingestion.results import DeadLetter, Ok
+from plugin_server.ops import synth
 
 SOURCE = Source("events_plugin_ingestion", 3, 42, 1_600_000_000_000)
 UUID = "017f3a4e-4f3c-7d7e-9c6b-3a2b1c0d9e8f"
@@ -370,7 +370,6 @@ def test_every_generated_message_parses():
         assert event.raw == message.value
         assert (event.timestamp is None) != (event.offset is None)
     assert {m.event for m in messages} >= {"$pageview", "$identify", "$set"}
-
 
 
 def test_large_messages_under_the_properties_limit_pass():

@@ -13,7 +13,9 @@ T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 
 
 def test_encoding_round_trips_the_whole_state():
-    state = initial(set={"a": 1, "nested": {"b": [1, 2]}}, set_once={"first": "x"}, unset=["gone"], timestamp=T0, tiebreak="u1")
+    state = initial(
+        set={"a": 1, "nested": {"b": [1, 2]}}, set_once={"first": "x"}, unset=["gone"], timestamp=T0, tiebreak="u1"
+    )
     version, decoded = decode_state(encode_state(7, state))
     assert version == 7
     assert decoded.to_columns() == state.to_columns()

@@ -87,7 +87,9 @@ def posthog_person(props: dict[str, Any]) -> PropertyState:
 )
 @pytest.mark.parametrize("operation", [None, "set", "set_once"], ids=["no-op-column", "op-set", "op-set-once"])
 def test_posthog_table(set_, set_once, unset, expected, changed, operation):
-    start = PropertyState.from_columns({"a": 1}, {"a": "2020-01-01T00:00:00.000Z"}, {"a": operation} if operation else {})
+    start = PropertyState.from_columns(
+        {"a": 1}, {"a": "2020-01-01T00:00:00.000Z"}, {"a": operation} if operation else {}
+    )
     state, did_change = apply_event(start, set=set_, set_once=set_once, unset=unset, timestamp=T0, tiebreak="e1")
     assert state.properties == expected
     assert did_change is changed
@@ -195,7 +197,7 @@ def test_a_null_value_is_present():
 
 def test_naive_timestamps_are_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
-        apply_event(EMPTY, set={"a": 1}, timestamp=dt.datetime(2023, 1, 1), tiebreak="e")  # noqa: DTZ001
+        apply_event(EMPTY, set={"a": 1}, timestamp=dt.datetime(2023, 1, 1), tiebreak="e")
 
 
 def test_initial_matches_posthog_creation():
@@ -255,7 +257,7 @@ def test_set_at_unknown_time_round_trips():
 def test_posthog_shaped_columns_are_set_at_an_unknown_time(last_operation, last_updated_at):
     start = PropertyState.from_columns({"a": 1, "b": 2}, last_updated_at, last_operation)
     assert start.properties == {"a": 1, "b": 2}
-    state = fold([ev(-10**6, "ancient", set={"a": "timestamped"}, set_once={"b": "ignored"})], start)
+    state = fold([ev(-(10**6), "ancient", set={"a": "timestamped"}, set_once={"b": "ignored"})], start)
     assert state.properties == {"a": "timestamped", "b": 2}
 
 
@@ -282,7 +284,7 @@ def test_unparseable_timestamps_read_as_unknown():
     entry = {"op": "set", "ts": "not a time", "tb": "e"}
     state = PropertyState.from_columns({"a": 1}, {}, {"a": entry})
     assert state.properties == {"a": 1}
-    assert fold([ev(-10**6, "x", set={"a": 2})], state).properties == {"a": 2}
+    assert fold([ev(-(10**6), "x", set={"a": 2})], state).properties == {"a": 2}
 
 
 # --- merge ---
@@ -320,7 +322,9 @@ def streams(draw: st.DrawFn, max_size: int = 8, unset: bool = True) -> list[Ev]:
     uuids = draw(st.lists(st.uuids().map(str), max_size=max_size, unique=True))
     unique_values = iter(range(1000, 2000))
     once = (
-        st.lists(st.sampled_from(KEYS), max_size=3, unique=True).map(lambda keys: {k: f"once-{next(unique_values)}" for k in keys})
+        st.lists(st.sampled_from(KEYS), max_size=3, unique=True).map(
+            lambda keys: {k: f"once-{next(unique_values)}" for k in keys}
+        )
         if unset
         else UPDATES
     )
@@ -407,7 +411,9 @@ def test_merge_of_two_folded_parts_equals_the_fold_of_the_whole(events, data):
 
 
 @settings(max_examples=300, deadline=None)
-@given(a=streams(max_size=4), b=streams(max_size=4), c=streams(max_size=4), starts=st.lists(STARTS, min_size=3, max_size=3))
+@given(
+    a=streams(max_size=4), b=streams(max_size=4), c=streams(max_size=4), starts=st.lists(STARTS, min_size=3, max_size=3)
+)
 def test_merge_is_commutative_associative_and_idempotent(a, b, c, starts):
     x, y, z = (fold(events, start_state(s)) for events, s in zip((a, b, c), starts, strict=True))
     assert merge(x, y) == merge(y, x)

@@ -200,8 +200,10 @@ def test_posthog_example():
         (
             {"tag_name": "a", "$el_text": "Sign up", "attr__href": "/signup", "attr__class": "btn primary",
              "attr__id": "cta", "nth_child": 1, "nth_of_type": 2},
-            'a.btn.primary:attr__class="btn primary"attr__href="/signup"attr__id="cta"attr_id="cta"href="/signup"'
-            'nth-child="1"nth-of-type="2"text="Sign up"',
+            (
+                'a.btn.primary:attr__class="btn primary"attr__href="/signup"attr__id="cta"attr_id="cta"href="/signup"'
+                'nth-child="1"nth-of-type="2"text="Sign up"'
+            ),
         ),
         ({"tag_name": "span", "$el_text": ""}, 'span:nth-child="0"nth-of-type="0"'),
         ({"tag_name": "i", "attr__class": ["z", "a"]}, 'i.a.z:attr__class="z,a"nth-child="0"nth-of-type="0"'),

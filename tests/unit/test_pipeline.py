@@ -4,15 +4,15 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from plugin_server.ops import synth
 from plugin_server.core.errors import leaves
 from plugin_server.ingestion import pipeline as pipeline_module
-from plugin_server.storage.teams import Team
 from plugin_server.ingestion.pipeline import IngestionPipeline, RetryBatch
 from plugin_server.ingestion.results import Drop, Retry
-from plugin_server.storage.tables import EVENTS_TABLE, WARNINGS_TABLE
 from plugin_server.ingestion.teams import TeamCache
+from plugin_server.ops import synth
 from plugin_server.storage.kafka import Message
+from plugin_server.storage.tables import EVENTS_TABLE, WARNINGS_TABLE
+from plugin_server.storage.teams import Team
 from plugin_server.testing.teams import InMemoryTeamStore
 
 NOW = dt.datetime(2023, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -41,7 +41,7 @@ def values(token: str, events: int, persons: int, seed: int) -> list[bytes]:
     return [m.value for m in synth.generate(token=token, events=events, persons=persons, seed=seed, now=NOW)]
 
 
-def rewrite(value: bytes, change) -> bytes:  # noqa: ANN001
+def rewrite(value: bytes, change) -> bytes:
     envelope = json.loads(value)
     data = json.loads(envelope["data"])
     change(envelope, data)
@@ -49,7 +49,7 @@ def rewrite(value: bytes, change) -> bytes:  # noqa: ANN001
     return json.dumps(envelope).encode()
 
 
-def by_team_id(team_id: int):  # noqa: ANN201
+def by_team_id(team_id: int):
     def change(envelope: dict, data: dict) -> None:
         del envelope["token"]
         envelope["team_id"] = team_id
@@ -100,7 +100,7 @@ def envelope_of(value: bytes) -> dict:
     return json.loads(value)
 
 
-def decoded_rows(out) -> list[tuple[str, dict]]:  # noqa: ANN001
+def decoded_rows(out) -> list[tuple[str, dict]]:
     return [(row.table, json.loads(row.line)) for _, row in out.rows]
 
 
@@ -184,7 +184,7 @@ async def test_one_and_eight_tasks_give_the_same_output():
     assert {(s, r.table, r.line, r.key) for s, r in one.rows} == {(s, r.table, r.line, r.key) for s, r in eight.rows}
     assert len(one.rows) == len(eight.rows)
 
-    def without_id(dead_letters):  # noqa: ANN001, ANN202
+    def without_id(dead_letters):
         return sorted(json.dumps({**json.loads(v), "id": ""}, sort_keys=True) for _, v in dead_letters)
 
     assert without_id(one.dead_letters) == without_id(eight.dead_letters)
@@ -219,7 +219,7 @@ async def test_drop_result_is_counted_not_kept(tasks, monkeypatch):
 @pytest.mark.parametrize("tasks", [1, 8])
 async def test_retry_result_fails_the_whole_batch(tasks, monkeypatch):
     monkeypatch.setattr(pipeline_module, "normalize", lambda event, wallclock: Retry("postgres down"))
-    with pytest.raises(BaseException) as info:  # noqa: PT011 - a bare RetryBatch or a group of them
+    with pytest.raises(BaseException) as info:
         await make_pipeline(tasks)[0].process(messages(GOOD_B))
     found = leaves(info.value)
     assert found and all(isinstance(e, RetryBatch) for e in found)

@@ -1,8 +1,15 @@
 import pytest
 
-from plugin_server.core.errors import ConfigError, EmbeddedStackError, EngineLocked, PluginServerError, ServiceUnavailable, StorageError
-from plugin_server.ingestion.pipeline import RetryBatch
+from plugin_server.core.errors import (
+    ConfigError,
+    EmbeddedStackError,
+    EngineLocked,
+    PluginServerError,
+    ServiceUnavailable,
+    StorageError,
+)
 from plugin_server.core.retry import BATCH_RETRY, Backoff, is_retryable
+from plugin_server.ingestion.pipeline import RetryBatch
 
 DOWN = ServiceUnavailable("clickhouse", "connection refused")
 

@@ -6,10 +6,10 @@ import re
 import pytest
 
 from plugin_server.ingestion.event import IngestionWarning, PipelineEvent, Source
-from plugin_server.storage.teams import Team
 from plugin_server.ingestion.normalize import normalize
 from plugin_server.ingestion.row import NO_PERSON, event_rows, safe_json, warning_row
 from plugin_server.storage.tables import COLUMNS, EVENTS_TABLE, WARNINGS_TABLE, Row, ch_datetime
+from plugin_server.storage.teams import Team
 
 UTC = dt.UTC
 TEAM = Team(id=7, uuid="00000000-0000-4000-8000-000000000007", name="T", api_token="tok", anonymize_ips=False)
@@ -135,9 +135,7 @@ def test_event_row_has_every_column_and_its_value():
     ids=["surrogates-in-properties", "surrogate-distinct-id", "surrogate-event", "surrogate-chain", "control-chars"],
 )
 def test_rows_are_single_line_utf8_json_with_exact_columns(changes):
-    event = ready_event(
-        **changes, warnings=(IngestionWarning("w", {"value": "\ud800", "text": "a\nb"}),)
-    )
+    event = ready_event(**changes, warnings=(IngestionWarning("w", {"value": "\ud800", "text": "a\nb"}),))
     rows = event_rows(event, created_at=CREATED)
     assert [r.table for r in rows] == [EVENTS_TABLE, WARNINGS_TABLE]
     for row in rows:
@@ -154,7 +152,14 @@ def test_properties_column_round_trips():
 
 
 def test_columns_tables():
-    assert set(COLUMNS) == {EVENTS_TABLE, WARNINGS_TABLE, "person", "person_distinct_id2", "groups", "plugin_log_entries"}
+    assert set(COLUMNS) == {
+        EVENTS_TABLE,
+        WARNINGS_TABLE,
+        "person",
+        "person_distinct_id2",
+        "groups",
+        "plugin_log_entries",
+    }
     for columns in COLUMNS.values():
         assert len(columns) == len(set(columns))
 

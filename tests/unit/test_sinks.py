@@ -42,4 +42,3 @@ def test_same_inputs_same_token_on_every_call():
 )  # fmt: skip
 def test_different_inputs_give_different_tokens(table, positions, part):
     assert dedup_token(table, positions, part) != dedup_token("events", POSITIONS)
-

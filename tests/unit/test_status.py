@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from plugin_server.ops import status
 from plugin_server.app.config import Settings
+from plugin_server.ops import status
 from plugin_server.ops.status import GroupLag, JobTask, PartitionLag, PluginError, PluginsStatus, Status
 from plugin_server.storage.kafka import LogRange
 

@@ -1,12 +1,23 @@
 import datetime as dt
 import ipaddress
+import itertools
 import json
 import uuid
 from collections import Counter
 
 import pytest
 
-from plugin_server.ops.synth import GARBAGE_KINDS, MAX_DELAY_MS, MAX_SKEW_MS, SITE_URL, SPAN, Mix, SynthMessage, garbage, generate
+from plugin_server.ops.synth import (
+    GARBAGE_KINDS,
+    MAX_DELAY_MS,
+    MAX_SKEW_MS,
+    SITE_URL,
+    SPAN,
+    Mix,
+    SynthMessage,
+    garbage,
+    generate,
+)
 
 NOW = dt.datetime(2023, 6, 1, 12, 0, tzinfo=dt.UTC)
 TOKEN = "phc_synth_test"
@@ -166,7 +177,7 @@ def test_resolved_event_times_increase_within_the_last_hour():
         elif envelope.get("sent_at"):
             resolved.append(now + (iso(data["timestamp"]) - iso(envelope["sent_at"])))
     assert len(resolved) > 1500
-    assert all(a < b for a, b in zip(resolved, resolved[1:]))
+    assert all(a < b for a, b in itertools.pairwise(resolved))
 
 
 def test_activity_is_skewed_towards_some_persons():

@@ -2,7 +2,6 @@ import pytest
 
 from plugin_server.ingestion import teams as teams_module
 from plugin_server.ingestion.event import PipelineEvent, Source
-from plugin_server.storage.teams import Team
 from plugin_server.ingestion.results import DeadLetter, Ok
 from plugin_server.ingestion.teams import (
     UNKNOWN_TEAM_ID,
@@ -10,6 +9,7 @@ from plugin_server.ingestion.teams import (
     TeamCache,
     resolve_team,
 )
+from plugin_server.storage.teams import Team
 from plugin_server.testing.teams import InMemoryTeamStore
 
 TEAM_A = Team(id=1, uuid="00000000-0000-4000-8000-000000000001", name="A", api_token="tok_a", anonymize_ips=False)

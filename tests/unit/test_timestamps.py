@@ -89,7 +89,12 @@ def test_ignored_sent_at_is_not_even_validated():
 
 @pytest.mark.parametrize(
     ("sent_at", "shown"),
-    [("garbage", "garbage"), (12345, "12345"), ({"a": 1}, '{"a": 1}'), ("2020-13-45T99:00:00Z", "2020-13-45T99:00:00Z")],
+    [
+        ("garbage", "garbage"),
+        (12345, "12345"),
+        ({"a": 1}, '{"a": 1}'),
+        ("2020-13-45T99:00:00Z", "2020-13-45T99:00:00Z"),
+    ],
     ids=["word", "number", "object", "impossible-date"],
 )
 def test_invalid_sent_at_warns_and_is_treated_as_absent(sent_at, shown):
@@ -313,5 +318,5 @@ def test_offset_integer_too_large_for_a_float_does_not_raise():
 
 @pytest.mark.parametrize("offset", ["NaN", "nan", float("nan")], ids=["string-NaN", "string-nan", "float-nan"])
 def test_nan_offset_does_not_raise(offset):
-    resolved, warnings = resolve(None, None, offset)
+    resolved, _warnings = resolve(None, None, offset)
     assert resolved in (NOW, WALLCLOCK)

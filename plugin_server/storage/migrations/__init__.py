@@ -87,7 +87,7 @@ async def migrate_postgres(pg: Postgres) -> list[str]:
     """Apply pending Postgres migrations; returns the names applied now."""
     migrations = load("postgres")
 
-    async def apply(conn) -> list[str]:  # noqa: ANN001 - asyncpg connection, asyncio side
+    async def apply(conn) -> list[str]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PG_MIGRATION_LOCK_KEY)
         await conn.execute(PG_CREATE_LEDGER)
         done = {r["name"] for r in await conn.fetch(PG_APPLIED)}

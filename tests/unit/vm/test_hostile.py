@@ -29,9 +29,7 @@ REAL_DUMPS = json.dumps
 
 def _expectation(path: Path) -> tuple[str, str | None]:
     first = path.read_text().splitlines()[0]
-    assert first.startswith("# expect: "), (
-        f"{path.name}: first line must be '# expect: ...'"
-    )
+    assert first.startswith("# expect: "), f"{path.name}: first line must be '# expect: ...'"
     words = first.removeprefix("# expect: ").split()
     return words[0], (words[1] if len(words) > 1 else None)
 
@@ -41,9 +39,7 @@ def _run(source: str) -> list[tuple[str, str]]:
     log = lambda kind, text: logs.append((kind, text))
     instance = compile_plugin({"main.py": source}).instantiate(timeout=TIMEOUT, log=log)
     event = {"event": "pageview", "distinct_id": "u1", "properties": {}}
-    instance.call(
-        instance.exports["process_event"], event, None, timeout=TIMEOUT, log=log
-    )
+    instance.call(instance.exports["process_event"], event, None, timeout=TIMEOUT, log=log)
     return logs
 
 
@@ -51,12 +47,8 @@ def test_corpus_is_large() -> None:
     assert len(ATTACKS) >= 100
 
 
-@pytest.mark.parametrize(
-    "path", ATTACKS, ids=[p.stem.removeprefix("attack_") for p in ATTACKS]
-)
-def test_attack_is_refused_or_contained(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("path", ATTACKS, ids=[p.stem.removeprefix("attack_") for p in ATTACKS])
+def test_attack_is_refused_or_contained(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     environ = dict(os.environ)
     stage, error_name = _expectation(path)
@@ -65,22 +57,15 @@ def test_attack_is_refused_or_contained(
     if stage == "compile":
         with pytest.raises(PolicyViolation) as refused:
             compile_plugin({"main.py": source})
-        assert all(v.file == "main.py" and v.line for v in refused.value.violations), (
-            str(refused.value)
-        )
+        assert all(v.file == "main.py" and v.line for v in refused.value.violations), str(refused.value)
     else:
         assert stage == "runtime", f"{path.name}: unknown stage {stage!r}"
         expected = getattr(vm.errors, error_name)
         with pytest.raises(PluginCallError) as contained:
             _run(source)
-        assert type(contained.value) is expected, (
-            f"{type(contained.value).__name__}: {contained.value}"
-        )
+        assert type(contained.value) is expected, f"{type(contained.value).__name__}: {contained.value}"
         assert contained.value.file == "main.py", str(contained.value)
-        assert (
-            "vm/" not in contained.value.traceback
-            and "site-packages" not in contained.value.traceback
-        )
+        assert "vm/" not in contained.value.traceback and "site-packages" not in contained.value.traceback
 
     assert json.dumps is REAL_DUMPS and json.dumps({"a": 1}) == '{"a": 1}'
     assert shared_modules()["json"].dumps({"a": 1}) == '{"a": 1}'
@@ -89,18 +74,12 @@ def test_attack_is_refused_or_contained(
 
 
 def test_monkeypatching_one_instance_leaves_others_alone() -> None:
-    attacker = compile_plugin(
-        {"main.py": "import json\ndef process_event(e, m):\n    json.dumps = len\n"}
-    )
-    victim = compile_plugin(
-        {"main.py": "import json\ndef process_event(e, m):\n    return json.dumps(e)\n"}
-    )
+    attacker = compile_plugin({"main.py": "import json\ndef process_event(e, m):\n    json.dumps = len\n"})
+    victim = compile_plugin({"main.py": "import json\ndef process_event(e, m):\n    return json.dumps(e)\n"})
     a = attacker.instantiate(timeout=TIMEOUT, log=lambda k, t: None)
     v = victim.instantiate(timeout=TIMEOUT, log=lambda k, t: None)
     with pytest.raises(PluginCallError):
-        a.call(
-            a.exports["process_event"], {}, None, timeout=TIMEOUT, log=lambda k, t: None
-        )
+        a.call(a.exports["process_event"], {}, None, timeout=TIMEOUT, log=lambda k, t: None)
     assert (
         v.call(
             v.exports["process_event"],

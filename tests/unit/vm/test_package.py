@@ -42,8 +42,6 @@ def archive(tmp_path, kind: str, files: dict[str, str], prefix: str = "plugin-ma
     return path
 
 
-
-
 def test_folder_loads_with_capabilities_and_schema(tmp_path):
     files = {"plugin.json": json.dumps(MANIFEST), "main.py": "from helpers import shout\n" + MAIN.replace("return event", "return shout(event)"),
              "helpers.py": "def shout(event):\n    return event\n", "README.md": "ignored", ".hidden.py": "ignored"}  # fmt: skip
@@ -67,7 +65,10 @@ def test_archives_with_one_leading_folder(tmp_path, kind):
         ({"plugin.json": "{nope", "main.py": MAIN}, "not valid JSON"),
         ({"plugin.json": "[]", "main.py": MAIN}, "must be a JSON object"),
         ({"plugin.json": json.dumps({"main": "main.py"}), "main.py": MAIN}, "`name` must be"),
-        ({"plugin.json": json.dumps({"name": "x", "main": "index.js"}), "main.py": MAIN}, "`main` must name a .py file"),
+        (
+            {"plugin.json": json.dumps({"name": "x", "main": "index.js"}), "main.py": MAIN},
+            "`main` must name a .py file",
+        ),
         ({"plugin.json": json.dumps({"name": "x", "main": "app.py"}), "main.py": MAIN}, "not in the plugin"),
         ({"plugin.json": json.dumps({"name": "x", "config": [{"key": "a b"}]}), "main.py": MAIN}, "key must be a name"),
         ({"plugin.json": json.dumps({"name": "x"}), "main.py": "import os\n" + MAIN}, "main.py:1: import of 'os'"),

@@ -17,7 +17,12 @@ async def test_a_failed_bookkeeping_write_is_logged_not_raised():
     with structlog.testing.capture_logs() as logs:
         await PluginRuntime._best_effort("record the plugin error", 7, failing)
     assert logs == [
-        {"event": "could not record the plugin error", "plugin_config_id": 7, "error": "postgres is down", "log_level": "warning"}
+        {
+            "event": "could not record the plugin error",
+            "plugin_config_id": 7,
+            "error": "postgres is down",
+            "log_level": "warning",
+        }
     ]
 
 

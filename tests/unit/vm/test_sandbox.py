@@ -34,9 +34,7 @@ def load(source: str, **files: str) -> PluginInstance:
     return compile_plugin(sources).instantiate(timeout=2, log=lambda kind, text: None)
 
 
-def run(
-    source: str, *args: Any, timeout: float = 2, limits: Limits = DEFAULT, **files: str
-) -> Any:
+def run(source: str, *args: Any, timeout: float = 2, limits: Limits = DEFAULT, **files: str) -> Any:
     instance = load(source, **files)
     fn = instance.exports["process_event"]
     return instance.call(
@@ -149,9 +147,7 @@ LEGITIMATE = [
     (
         "isinstance-guarded-types",
         "class D(dict):\n    pass\ndef process_event(e, m):\n    return [isinstance(e, dict), isinstance('x', (int, str)), issubclass(D, dict), dict.fromkeys('ab', 0), list(map(str.upper, ['a'])), int('7') + 1, list(range(3)), bytes('é', 'utf-8').hex()]\n",
-        lambda r: (
-            r == [True, True, True, {"a": 0, "b": 0}, ["A"], 8, [0, 1, 2], "c3a9"]
-        ),
+        lambda r: r == [True, True, True, {"a": 0, "b": 0}, ["A"], 8, [0, 1, 2], "c3a9"],
     ),
     (
         "urllib-base64-uuid-random-decimal",
@@ -188,9 +184,7 @@ def test_returned_event_is_a_copy() -> None:
         timeout=1,
         log=lambda k, t: None,
     )
-    instance.call(
-        instance.exports["on_event"], {}, None, timeout=1, log=lambda k, t: None
-    )
+    instance.call(instance.exports["on_event"], {}, None, timeout=1, log=lambda k, t: None)
     assert out == {"a": {}}
 
 
@@ -244,9 +238,7 @@ def test_call_refuses_foreign_functions() -> None:
 def test_instances_have_their_own_globals() -> None:
     source = "SEEN = []\ndef process_event(e, m):\n    SEEN.append(e['n'])\n    return len(SEEN)\n"
     compiled = compile_plugin({"main.py": source})
-    one, two = (
-        compiled.instantiate(timeout=1, log=lambda k, t: None) for _ in range(2)
-    )
+    one, two = (compiled.instantiate(timeout=1, log=lambda k, t: None) for _ in range(2))
     calls = [
         one.call(
             one.exports["process_event"],
@@ -302,31 +294,20 @@ def test_timeout_is_fast_and_names_the_line() -> None:
 
 def test_module_code_runs_under_the_deadline() -> None:
     with pytest.raises(PluginTimeout):
-        compile_plugin({"main.py": "while True:\n    pass\n"}).instantiate(
-            timeout=0.2, log=lambda k, t: None
-        )
+        compile_plugin({"main.py": "while True:\n    pass\n"}).instantiate(timeout=0.2, log=lambda k, t: None)
 
 
 def test_recursion_is_bounded_and_the_thread_survives() -> None:
-    source = (
-        "def f(n):\n    return f(n + 1)\ndef process_event(e, m):\n    return f(0)\n"
-    )
+    source = "def f(n):\n    return f(n + 1)\ndef process_event(e, m):\n    return f(0)\n"
     with pytest.raises(PluginResourceError) as deep:
         run(source, limits=Limits(max_depth=50))
     assert "recursion deeper than 50" in str(deep.value)
-    assert (
-        run(
-            "def f(n):\n    return 0 if n == 0 else f(n - 1)\ndef process_event(e, m):\n    return f(150)\n"
-        )
-        == 0
-    )
+    assert run("def f(n):\n    return 0 if n == 0 else f(n - 1)\ndef process_event(e, m):\n    return f(150)\n") == 0
 
 
 def test_runtime_error_shows_only_plugin_frames() -> None:
     with pytest.raises(PluginRuntimeError) as failed:
-        run(
-            "import json\ndef helper(x):\n    return json.loads(x)\ndef process_event(e, m):\n    return helper('{')\n"
-        )
+        run("import json\ndef helper(x):\n    return json.loads(x)\ndef process_event(e, m):\n    return helper('{')\n")
     error = failed.value
     assert error.error_type == "JSONDecodeError"
     assert (error.file, error.line) == ("main.py", 3)
@@ -383,9 +364,7 @@ def test_policy_violation_lists_every_error_in_every_file() -> None:
             }
         )
     found = [(v.file, v.line) for v in refused.value.violations]
-    assert (
-        ("main.py", 1) in found and ("main.py", 3) in found and ("lib.py", 1) in found
-    )
+    assert ("main.py", 1) in found and ("main.py", 3) in found and ("lib.py", 1) in found
     assert "main.py:1: import of 'os' is not allowed" in str(refused.value)
 
 
@@ -407,9 +386,7 @@ def test_compile_refusals(sources: dict[str, str], fragment: str) -> None:
 
 
 def test_names_plugins_can_see() -> None:
-    visible = {
-        name for name in plugin_builtins(lambda *a: None) if not name.startswith("_")
-    }
+    visible = {name for name in plugin_builtins(lambda *a: None) if not name.startswith("_")}
     assert visible == {
         "ArithmeticError",
         "AssertionError",
@@ -540,17 +517,10 @@ def test_safe_module_members_are_pinned() -> None:
     assert module_members("functools") == {"reduce", "cmp_to_key"}
     assert module_members("json") == {"dumps", "loads", "JSONDecodeError"}
     assert module_members("time") == {"time", "monotonic", "perf_counter"}
-    assert "getcontext" not in module_members(
-        "decimal"
-    ) and "uuid1" not in module_members("uuid")
+    assert "getcontext" not in module_members("decimal") and "uuid1" not in module_members("uuid")
 
 
 def test_regex_is_linear_time() -> None:
     started = time.monotonic()
-    assert (
-        run(
-            "import re\ndef process_event(e, m):\n    return re.match('(a+)+$', 'a' * 5000 + 'b') is None\n"
-        )
-        is True
-    )
+    assert run("import re\ndef process_event(e, m):\n    return re.match('(a+)+$', 'a' * 5000 + 'b') is None\n") is True
     assert time.monotonic() - started < 1
