@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= .data
 
-.PHONY: setup run test bench bench-full clean
+.PHONY: setup run check test bench bench-full clean
 
 setup: $(VENV)/.installed
 
@@ -18,7 +18,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 run: setup
 	$(VENV)/bin/plugin-server dev --data-dir $(DATA_DIR)
 
-test: setup
+# The gate before the tests: lint and format (ruff), the import layers and no import cycles
+# (import-linter, contracts in pyproject.toml), and types (mypy).
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: check
 	$(PY) -m pytest
 
 # Every benchmark scenario, smaller (~10 minutes on 2 cores); results in benchmarks/results/.

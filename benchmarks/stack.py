@@ -1,7 +1,7 @@
 """Where a benchmark runs: the servers named by the environment's URLs, or a fresh embedded stack.
 
 Every benchmark entry point goes through `run_on_stack`, so each measures a process configured as
-the server's root configures its own (`plugin_server/runner.py`): warnings-only logs and the
+the server's root configures its own (`plugin_server/app/runner.py`): warnings-only logs and the
 garbage-collector policy of `GC_GEN0_THRESHOLD`.
 """
 

@@ -5,7 +5,7 @@
 Both run the same function body (add one property, return the event) over the same synthetic
 events (the properties of `plugin-server synth` events, ~25 keys):
 - plain: the function called directly, as a plugin in an unrestricted VM would be;
-- sandboxed: the runtime's path (vm/chain.py `run_chain`): the event copied in, the compiled
+- sandboxed: the runtime's path (plugin_server/plugins/chain.py `run_chain`): the event copied in, the compiled
   plugin called under its budget, the result checked and copied out;
 - sandboxed + threads: the same through `trio.to_thread.run_sync` per chunk, as the pipeline does.
 Prints JSON: ns per event of each, and the ratios to plain.

@@ -55,7 +55,7 @@ _MISSING = object()
 
 class RetryError(Exception):
     """PostHog's RetryError: a plugin raises it from `export_events` (or a job) to ask for a
-    retry later, with backoff (vm/async_side.py); any other exception means "do not retry"."""
+    retry later, with backoff (plugin_server/plugins/hooks.py); any other exception means "do not retry"."""
 
 
 def _materialize(kind: type, what: str) -> Callable[..., Any]:

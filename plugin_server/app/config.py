@@ -183,7 +183,7 @@ class Settings:
         100_000,
         _int(0, 10_000_000),
         "Allocations between the garbage collector's youngest collections (0: Python's default, 700). "
-        "See plugin_server/gc_policy.py.",
+        "See plugin_server/core/gc_policy.py.",
     )
     ingestion_batch_size: int = setting(2000, _int(1, 100_000), "Most messages taken from Kafka per batch.")
     ingestion_batch_wait_ms: int = setting(

@@ -1,4 +1,4 @@
-"""The plugins step: each event through its team's `process_event` plugins (vm/runtime.py),
+"""The plugins step: each event through its team's `process_event` plugins (plugin_server/plugins/runtime.py),
 after the team is known and before normalization and persons, as PostHog orders it.
 
 Events are chunked by grouping key, so one key's events stay in offset order inside one chunk;

@@ -1,6 +1,6 @@
 """Running a team's `process_event` chain over events, in a worker thread (REFERENCE.md 6.5).
 
-Synchronous on purpose: vm/runtime.py calls `run_chain` through `trio.to_thread.run_sync`, so a
+Synchronous on purpose: plugin_server/plugins/runtime.py calls `run_chain` through `trio.to_thread.run_sync`, so a
 plugin never blocks the event loop. Per event, every ready config's `process_event` runs in
 `order`, each on a copy of the previous plugin's output:
 - returning None drops the event (later plugins do not see it);

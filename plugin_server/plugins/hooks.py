@@ -1,5 +1,5 @@
 """`on_event` and `export_events`: plugins that see events after they were written
-(REFERENCE.md 6.5, 6.6), in worker threads like vm/chain.py.
+(REFERENCE.md 6.5, 6.6), in worker threads like plugin_server/plugins/chain.py.
 
 - `processed_event(row)` turns a ClickHouse events row (as the sinks write it) into PostHog's
   processed event: uuid, team_id, distinct_id, event, timestamp (ISO), properties, elements_chain,

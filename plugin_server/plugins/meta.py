@@ -1,6 +1,6 @@
 """`meta`: what a plugin config's code can reach of the world (REFERENCE.md 6.9), in Python terms.
 
-Plugin code runs in worker threads (vm/runtime.py); meta's I/O goes back to trio with
+Plugin code runs in worker threads (plugin_server/plugins/runtime.py); meta's I/O goes back to trio with
 `trio.from_thread.run`, so the event loop never blocks on a plugin. Everything reachable from a
 `Meta` is reachable by the plugin, so:
 - every member is an object of this module whose host references are underscore names (which

@@ -8,7 +8,7 @@ called, reloaded and torn down (REFERENCE.md 6.2-6.5, 6.8).
   not change keep their instance); batches pin the generation they started with (`pinned`), so
   a batch in flight finishes with the plugins it began with: no event is dropped or processed
   twice. Replaced instances are torn down once no batch uses their generation.
-- `process_events` runs a team's chain over events in a worker thread (vm/chain.py), bounded by
+- `process_events` runs a team's chain over events in a worker thread (plugin_server/plugins/chain.py), bounded by
   `threads`, under a watchdog: a call stuck past its timeout in C code (where the sandbox's
   ticks cannot interrupt it) is abandoned, its config disabled with the reason, and the events
   rerun without it. Abandoned threads cannot be killed; past `threads // 2` of them the runtime

@@ -1,4 +1,4 @@
-"""The process's garbage-collector policy (plugin_server/gc_policy.py)."""
+"""The process's garbage-collector policy (plugin_server/core/gc_policy.py)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_zero_leaves_python_defaults(thresholds):
 def test_freeze_moves_the_start_up_heap_to_the_permanent_generation():
     # In a child: freezing the test process's heap would keep its garbage forever.
     code = (
-        "import gc; from plugin_server import gc_policy; "
+        "import gc; from plugin_server.core import gc_policy; "
         "assert gc.get_freeze_count() == 0; gc_policy.freeze(); "
         "assert gc.get_freeze_count() > 1000, gc.get_freeze_count(); "
         "cycle = []; cycle.append(cycle); del cycle; assert gc.collect() >= 1"  # later cycles are still collected
