@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, NotRequired, TypedDict
 
 
 @dataclass
@@ -25,6 +26,25 @@ class ConsumerStatus:
     retrying: str | None = None
 
 
+class CheckReport(TypedDict):
+    """One entry of `/_health`'s `checks`: a consumer loop's full status, or another part's verdict."""
+
+    healthy: bool
+    running: NotRequired[bool]
+    assigned: NotRequired[bool]
+    lag: NotRequired[int | None]
+    consumed: NotRequired[int]
+    seconds_since_progress: NotRequired[float]
+    retrying: NotRequired[str | None]
+
+
+class HealthReport(TypedDict):
+    """The JSON body of `/_health`."""
+
+    status: Literal["ok", "error"]
+    checks: dict[str, CheckReport]
+
+
 @dataclass
 class ServerState:
     """What the HTTP server reports; the supervisor fills it in."""
@@ -36,9 +56,9 @@ class ServerState:
     # Other parts' health (e.g. the plugin runtime): name -> "is it healthy now".
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
-    def health(self, now: float | None = None) -> tuple[bool, dict]:
+    def health(self, now: float | None = None) -> tuple[bool, HealthReport]:
         now = time.monotonic() if now is None else now
-        checks = {}
+        checks: dict[str, CheckReport] = {}
         for c in self.consumers:
             stale = now - c.last_progress > self.max_stale_seconds and bool(c.lag)
             checks[c.name] = {

@@ -29,5 +29,8 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     )
 
 
-def get(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+def get(name: str) -> structlog.typing.FilteringBoundLogger:
+    # `configure` (and structlog's default) wraps loggers with make_filtering_bound_logger, whose
+    # instances are FilteringBoundLogger; get_logger is typed Any because the wrapper is configurable.
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger

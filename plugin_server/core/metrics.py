@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+# prometheus_client leaves floatToGoString unannotated: bound once here with its contract
+# (a bucket bound -> its exposition label, "+Inf" included) so the call below is typed.
+_go_float: Callable[[float], str] = floatToGoString
 
 MESSAGES_CONSUMED = Counter("ingestion_messages_consumed_total", "Kafka messages taken by ingestion workers.")
 EVENTS_INGESTED = Counter("ingestion_events_ingested_total", "Events whose rows the sink confirmed durable.")
@@ -68,7 +72,7 @@ class BulkHistogram(Collector):
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
         self._bounds = tuple(float(b) for b in buckets)
-        self._les = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
+        self._les = [_go_float(b) for b in self._bounds] + ["+Inf"]
         self._lock = threading.Lock()
         # label values -> cumulative count per bound, then the total count, then the sum
         self._series: dict[tuple[str, ...], list[float]] = {}
