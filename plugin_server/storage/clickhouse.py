@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import fcntl
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import clickhouse_connect
 import trio
@@ -33,6 +34,8 @@ TRANSIENT_CODES = frozenset({159, 202, 209, 210, 241, 242, 252, 285, 319, 425})
 # it is retried, never dead-lettered, because a transient is not bad data.
 ROW_ERROR_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 449, 517})
 QUERY_TIMEOUT_SECONDS = 120
+
+T = TypeVar("T")
 
 
 class RowsRejected(StorageError):
@@ -72,21 +75,35 @@ class ClickHouse:
     runs several ';'-separated statements, so the reader must refuse writes on its own.
     """
 
-    def __init__(self, client: clickhouse_connect.driver.Client, *, embedded: bool, reader=None) -> None:
+    def __init__(
+        self,
+        client: clickhouse_connect.driver.Client,
+        *,
+        embedded: bool,
+        reader: clickhouse_connect.driver.Client | None = None,
+    ) -> None:
         self._client = client
         self._lock = trio.Lock()
         self.embedded = embedded
         self._reader = reader
         self._reader_lock = trio.Lock()
 
-    async def _call(self, what: str, fn, *args, lock: trio.Lock | None = None, insert: bool = False, **kwargs):
+    async def _call(
+        self,
+        what: str,
+        fn: Callable[..., T],
+        *args: Any,
+        lock: trio.Lock | None = None,
+        insert: bool = False,
+        **kwargs: Any,
+    ) -> T:
         async with lock or self._lock:
             try:
                 return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs))
             except (ch_errors.ClickHouseError, OSError) as exc:
                 raise (_translate_insert if insert else _translate)(exc, what) from exc
 
-    async def command(self, sql: str, parameters: dict | None = None) -> None:
+    async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         await self._call("command", self._client.command, sql, parameters=parameters)
 
     async def insert_json(self, table: str, columns: list[str], block: bytes, *, dedup_token: str) -> None:
@@ -118,7 +135,7 @@ class ClickHouse:
             self._reader.close()
         self._client.close()
 
-    async def query_rows(self, sql: str, parameters: dict | None = None) -> list[tuple]:
+    async def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         result = await self._call("query", self._client.query, sql, parameters=parameters)
         return [tuple(row) for row in result.result_rows]
 

@@ -59,9 +59,11 @@ class Postgres:
 
     async def _call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         try:
-            return await aio_as_trio(fn)(*args)
+            # trio_asyncio is untyped: aio_as_trio(fn) returns what fn returns, awaited.
+            result: T = await aio_as_trio(fn)(*args)
         except _TRANSLATED as exc:
             raise _translate(exc, what) from exc
+        return result
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await self._call("fetch", self._pool.fetch, sql, *args)

@@ -45,7 +45,9 @@ class Redis:
         return bool(await self._call("ping", "ping"))
 
     async def get(self, key: str) -> bytes | None:
-        return await self._call("get", "get", key)
+        # The client is made without decode_responses: values come back as bytes.
+        value: bytes | None = await self._call("get", "get", key)
+        return value
 
     async def set(self, key: str, value: bytes | str, *, ttl_seconds: float | None = None) -> None:
         px = int(ttl_seconds * 1000) if ttl_seconds is not None else None
@@ -62,7 +64,8 @@ class Redis:
         """Values of `keys`, in order (None where missing); one round trip."""
         if not keys:
             return []
-        return await self._call("mget", "mget", keys)
+        values: list[bytes | None] = await self._call("mget", "mget", keys)
+        return values
 
     async def set_many(self, items: dict[str, bytes], *, ttl_seconds: float) -> None:
         """Set every key with the same time to live, in one pipelined round trip (not atomic)."""

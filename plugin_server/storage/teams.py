@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from plugin_server.storage.postgres import Postgres
 
@@ -23,7 +25,7 @@ class Team:
     anonymize_ips: bool
 
 
-def _team(row) -> Team:
+def _team(row: Mapping[str, Any]) -> Team:
     return Team(
         id=row["id"], uuid=row["uuid"], name=row["name"], api_token=row["api_token"], anonymize_ips=row["anonymize_ips"]
     )
@@ -41,7 +43,9 @@ class TeamStore:
 
     async def create(self, name: str) -> Team:
         """A new team with a fresh api token (PostHog's form: 'phc_' and 43 url-safe characters)."""
-        return _team(await self._pg.fetchrow(INSERT_TEAM, name, "phc_" + secrets.token_urlsafe(32)))
+        row = await self._pg.fetchrow(INSERT_TEAM, name, "phc_" + secrets.token_urlsafe(32))
+        assert row is not None, "INSERT ... RETURNING answers exactly one row"
+        return _team(row)
 
     async def first(self) -> Team | None:
         row = await self._pg.fetchrow(SELECT_FIRST)

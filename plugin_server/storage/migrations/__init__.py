@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
+import asyncpg
+
 from plugin_server.core.errors import PluginServerError
 from plugin_server.storage.clickhouse import ClickHouse
 from plugin_server.storage.postgres import Postgres
@@ -43,7 +45,7 @@ class Migration:
 def load(kind: str) -> list[Migration]:
     """The migrations of `kind` ('postgres' or 'clickhouse'), in the order they apply."""
     folder = resources.files(__package__) / kind
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [Migration(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 
@@ -87,7 +89,7 @@ async def migrate_postgres(pg: Postgres) -> list[str]:
     """Apply pending Postgres migrations; returns the names applied now."""
     migrations = load("postgres")
 
-    async def apply(conn) -> list[str]:
+    async def apply(conn: asyncpg.Connection) -> list[str]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PG_MIGRATION_LOCK_KEY)
         await conn.execute(PG_CREATE_LEDGER)
         done = {r["name"] for r in await conn.fetch(PG_APPLIED)}
