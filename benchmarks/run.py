@@ -43,14 +43,11 @@ from plugin_server.core import aio
 from plugin_server.ops import synth
 from plugin_server.ops.tools import topics_of
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import (
-    Record,
-    delete_topics,
-    ensure_topics,
-    open_consumer,
-    open_offsets_reader,
-    open_producer,
-)
+from plugin_server.storage.kafka.admin import delete_topics, ensure_topics
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.consumer import open_consumer
+from plugin_server.storage.kafka.producer import open_producer
+from plugin_server.storage.kafka.reader import open_offsets_reader
 from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres

@@ -30,12 +30,10 @@ from plugin_server.app.server import Server
 from plugin_server.core import aio
 from plugin_server.ops import synth
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import (
-    Record,
-    ensure_topics,
-    open_consumer,
-    open_producer,
-)
+from plugin_server.storage.kafka.admin import ensure_topics
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.consumer import open_consumer
+from plugin_server.storage.kafka.producer import open_producer
 from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore

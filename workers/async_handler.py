@@ -15,7 +15,7 @@ from plugin_server.core import jsonx, logs
 from plugin_server.plugins.hooks import processed_event
 from plugin_server.plugins.runtime import PluginRuntime
 from plugin_server.storage.jobs import JobQueue
-from plugin_server.storage.kafka import Message
+from plugin_server.storage.kafka.client import Message
 
 log = logs.get(__name__)
 

@@ -29,7 +29,8 @@ from plugin_server.core import logs, metrics
 from plugin_server.core.errors import leaves
 from plugin_server.core.health import ConsumerStatus
 from plugin_server.core.retry import BATCH_RETRY, Backoff
-from plugin_server.storage.kafka import CommitFailed, Message, open_consumer
+from plugin_server.storage.kafka.client import CommitFailed, Message
+from plugin_server.storage.kafka.consumer import open_consumer
 
 log = logs.get(__name__)
 # How often an idle consumer refreshes its lag gauge (a metadata round trip).

@@ -17,7 +17,8 @@ from plugin_server.ingestion.dead_letter import (
 )
 from plugin_server.ingestion.pipeline import BatchOutput, IngestionPipeline
 from plugin_server.plugins.runtime import PluginRuntime
-from plugin_server.storage.kafka import KafkaProducer, Message, Record
+from plugin_server.storage.kafka.client import Message, Record
+from plugin_server.storage.kafka.producer import KafkaProducer
 from plugin_server.storage.sinks import Sink
 from plugin_server.storage.tables import EVENTS_TABLE
 

@@ -15,7 +15,8 @@ from plugin_server.ingestion.dead_letter import (
     REJECTED_BY_CLICKHOUSE,
     rejected_row_message,
 )
-from plugin_server.storage.kafka import KafkaProducer, Message, Record
+from plugin_server.storage.kafka.client import Message, Record
+from plugin_server.storage.kafka.producer import KafkaProducer
 from plugin_server.storage.sinks import DirectSink
 from plugin_server.storage.tables import Row
 

@@ -35,7 +35,7 @@ from plugin_server.plugins.runtime import PluginRuntime
 from plugin_server.storage.clickhouse import ClickHouse, open_clickhouse
 from plugin_server.storage.groups import GroupStore
 from plugin_server.storage.jobs import JobQueue
-from plugin_server.storage.kafka import open_producer
+from plugin_server.storage.kafka.producer import open_producer
 from plugin_server.storage.migrations import SchemaOutdated, migrate_clickhouse, pending_clickhouse, pending_postgres
 from plugin_server.storage.persons import PersonStore
 from plugin_server.storage.plugins import PluginStore

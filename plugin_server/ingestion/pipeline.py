@@ -29,7 +29,7 @@ from plugin_server.ingestion.plugins import PluginsStep
 from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry
 from plugin_server.ingestion.row import event_rows
 from plugin_server.ingestion.teams import TeamCache, resolve_team
-from plugin_server.storage.kafka import Message
+from plugin_server.storage.kafka.client import Message
 from plugin_server.storage.tables import Row, ch_datetime
 
 # The steps and passes timed in `ingestion_step_seconds`, once per batch each (never per event).

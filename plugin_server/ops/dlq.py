@@ -1,7 +1,7 @@
 """The dead letter queue, for operators: list dead letters, and replay them once the cause is fixed.
 
 Both commands read the dead letter topic from the beginning up to its end offsets measured at the
-start, without a consumer group (`storage.kafka.read_topic`), so they always terminate and never
+start, without a consumer group (`storage.kafka.reader.read_topic`), so they always terminate and never
 move anybody's offsets. Parsing and filtering are pure functions; the I/O is at the bottom.
 
 Replay is exactly once across repeated and concurrent runs, through a ledger in Postgres
@@ -42,13 +42,9 @@ from trio_asyncio import trio_as_aio
 from plugin_server.app.config import Settings
 from plugin_server.core import jsonx, logs
 from plugin_server.ingestion.dead_letter import REJECTED_BY_CLICKHOUSE
-from plugin_server.storage.kafka import (
-    KafkaProducer,
-    Message,
-    Record,
-    open_producer,
-    read_topic,
-)
+from plugin_server.storage.kafka.client import Message, Record
+from plugin_server.storage.kafka.producer import KafkaProducer, open_producer
+from plugin_server.storage.kafka.reader import read_topic
 from plugin_server.storage.migrations import SchemaOutdated, pending_postgres
 from plugin_server.storage.postgres import Postgres, open_postgres
 

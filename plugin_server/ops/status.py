@@ -25,7 +25,7 @@ import trio
 from plugin_server.app.config import Settings
 from plugin_server.app.topics import row_topics
 from plugin_server.core.errors import ServiceUnavailable
-from plugin_server.storage.kafka import LogRange, committed_offsets, log_ranges
+from plugin_server.storage.kafka.reader import LogRange, committed_offsets, log_ranges
 from plugin_server.storage.postgres import Postgres, open_postgres
 
 # Long enough for a cold start of three Kafka clients and a Postgres pool on a busy machine; short

@@ -19,7 +19,9 @@ from plugin_server.app.topics import row_topics
 from plugin_server.core.errors import PluginServerError
 from plugin_server.ops import synth
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import Record, ensure_topics, open_producer
+from plugin_server.storage.kafka.admin import ensure_topics
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.producer import open_producer
 from plugin_server.storage.migrations import migrate_clickhouse, migrate_postgres
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.teams import TeamStore

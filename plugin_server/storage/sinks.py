@@ -21,7 +21,8 @@ from typing import Protocol
 
 from plugin_server.core import metrics
 from plugin_server.storage.clickhouse import ClickHouse, RowsRejected
-from plugin_server.storage.kafka import KafkaProducer, Record
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.producer import KafkaProducer
 from plugin_server.storage.tables import COLUMNS, EVENTS_TABLE, Row
 
 

@@ -15,7 +15,10 @@ from plugin_server.ingestion.dead_letter import (
 )
 from plugin_server.ingestion.event import Source
 from plugin_server.ingestion.results import DeadLetter
-from plugin_server.storage.kafka import Record, ensure_topics, open_producer, read_topic
+from plugin_server.storage.kafka.admin import ensure_topics
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.producer import open_producer
+from plugin_server.storage.kafka.reader import read_topic
 from tests.e2e.conftest import cli
 
 NOW = dt.datetime.now(dt.UTC)

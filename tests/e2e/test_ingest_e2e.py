@@ -10,12 +10,10 @@ import trio
 from plugin_server.core import aio
 from plugin_server.core.net import free_port
 from plugin_server.ops import synth
-from plugin_server.storage.kafka import (
-    Record,
-    ensure_topics,
-    open_consumer,
-    open_producer,
-)
+from plugin_server.storage.kafka.admin import ensure_topics
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.consumer import open_consumer
+from plugin_server.storage.kafka.producer import open_producer
 from tests.e2e.conftest import query, wait_until
 
 EVENTS = 1000

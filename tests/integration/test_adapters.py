@@ -15,13 +15,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from plugin_server.core.errors import ServiceUnavailable, StorageError
 from plugin_server.core.net import free_port
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import (
-    Record,
-    delete_topics,
-    ensure_topics,
-    open_consumer,
-    open_producer,
-)
+from plugin_server.storage.kafka.admin import delete_topics, ensure_topics
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.consumer import open_consumer
+from plugin_server.storage.kafka.producer import open_producer
 from plugin_server.storage.migrations import load, migrate_clickhouse, migrate_postgres
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis
@@ -179,7 +176,7 @@ async def test_deleted_topics_are_gone_with_their_messages(aio, services, unique
 
 
 async def test_kafka_unreachable_is_service_unavailable(aio, monkeypatch):
-    monkeypatch.setattr("plugin_server.storage.kafka.START_TIMEOUT_SECONDS", 3.0)
+    monkeypatch.setattr("plugin_server.storage.kafka.client.START_TIMEOUT_SECONDS", 3.0)
     with pytest.raises(ServiceUnavailable):
         async with open_producer(hosts=f"127.0.0.1:{free_port()}", client_id="test"):
             pass

@@ -11,7 +11,7 @@ import trio
 
 from benchmarks import run
 from benchmarks.run import Bench, Sizes, messages_for
-from plugin_server.storage.kafka import delete_topics, ensure_topics
+from plugin_server.storage.kafka.admin import delete_topics, ensure_topics
 
 EVENTS = 3_000  # two full batches: enough for a measurable rate
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import trio
 
-from plugin_server.storage.kafka import Record, committed_offsets, ensure_topics, open_producer
+from plugin_server.storage.kafka.admin import ensure_topics
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.producer import open_producer
+from plugin_server.storage.kafka.reader import committed_offsets
 from workers.consumer import BatchConsumer
 
 

@@ -18,13 +18,10 @@ from plugin_server.ingestion.dead_letter import (
 from plugin_server.ingestion.event import Source
 from plugin_server.ingestion.results import DeadLetter
 from plugin_server.ops import dlq
-from plugin_server.storage.kafka import (
-    KafkaProducer,
-    Record,
-    ensure_topics,
-    open_producer,
-    read_topic,
-)
+from plugin_server.storage.kafka.admin import ensure_topics
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.producer import KafkaProducer, open_producer
+from plugin_server.storage.kafka.reader import read_topic
 from plugin_server.storage.migrations import migrate_postgres
 from plugin_server.storage.postgres import open_postgres
 

@@ -14,7 +14,8 @@ from plugin_server.app.server import Server
 from plugin_server.ingestion.pipeline import STEPS
 from plugin_server.ops import synth
 from plugin_server.storage.jobs import JobQueue
-from plugin_server.storage.kafka import Record, open_producer
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.producer import open_producer
 from plugin_server.storage.plugins import PluginStore
 from plugin_server.storage.postgres import open_postgres
 from tests.integration.test_server import prepare

@@ -13,7 +13,7 @@ import trio
 from plugin_server.ingestion.persons import PersonsStep, person_uuid
 from plugin_server.ingestion.pipeline import IngestionPipeline
 from plugin_server.ingestion.teams import TeamCache
-from plugin_server.storage.kafka import Message
+from plugin_server.storage.kafka.client import Message
 from plugin_server.storage.persons import PersonStore
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.tables import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE

@@ -15,13 +15,11 @@ from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.ops import synth
 from plugin_server.ops.tools import topics_of
 from plugin_server.storage.clickhouse import open_clickhouse
-from plugin_server.storage.kafka import (
-    Record,
-    ensure_topics,
-    open_consumer,
-    open_producer,
-    topic_end_offsets,
-)
+from plugin_server.storage.kafka.admin import ensure_topics
+from plugin_server.storage.kafka.client import Record
+from plugin_server.storage.kafka.consumer import open_consumer
+from plugin_server.storage.kafka.producer import open_producer
+from plugin_server.storage.kafka.reader import topic_end_offsets
 from plugin_server.storage.migrations import migrate_clickhouse
 from plugin_server.storage.postgres import open_postgres
 from plugin_server.storage.redis import open_redis

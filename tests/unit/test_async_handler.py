@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from plugin_server.storage.kafka import Message
+from plugin_server.storage.kafka.client import Message
 from workers.async_handler import ASYNC_SKIPPED, AsyncHandler
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from plugin_server.storage.kafka import Message
+from plugin_server.storage.kafka.client import Message
 from workers.consumer import next_offsets
 
 

@@ -11,7 +11,7 @@ from plugin_server.ingestion.dead_letter import (
 from plugin_server.ingestion.event import PipelineEvent, Source
 from plugin_server.ingestion.results import DeadLetter
 from plugin_server.ops import dlq
-from plugin_server.storage.kafka import Message, Record
+from plugin_server.storage.kafka.client import Message, Record
 
 NOW = dt.datetime(2024, 5, 10, 12, 0, 0, tzinfo=dt.UTC)
 AT = dt.datetime(2024, 5, 10, 11, 30, 0, tzinfo=dt.UTC)

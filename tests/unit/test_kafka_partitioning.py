@@ -7,7 +7,7 @@ from aiokafka.partitioner import murmur2 as reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugin_server.storage.kafka import murmur2, partition_of
+from plugin_server.storage.kafka.partitioner import murmur2, partition_of
 
 
 @settings(max_examples=2000)

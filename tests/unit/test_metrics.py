@@ -16,7 +16,7 @@ from plugin_server.plugins.chain import ChainReport, Progress, run_chain
 from plugin_server.plugins.hooks import AsyncReport, run_export, run_on_event
 from plugin_server.plugins.loaded import LoadedConfig
 from plugin_server.plugins.logs import LogTarget, PluginLogs
-from plugin_server.storage.kafka import Message
+from plugin_server.storage.kafka.client import Message
 from plugin_server.storage.plugins import ConfigRow
 from plugin_server.storage.teams import Team
 from plugin_server.testing.teams import InMemoryTeamStore

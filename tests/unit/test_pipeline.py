@@ -10,7 +10,7 @@ from plugin_server.ingestion.pipeline import IngestionPipeline, RetryBatch
 from plugin_server.ingestion.results import Drop, Retry
 from plugin_server.ingestion.teams import TeamCache
 from plugin_server.ops import synth
-from plugin_server.storage.kafka import Message
+from plugin_server.storage.kafka.client import Message
 from plugin_server.storage.tables import EVENTS_TABLE, WARNINGS_TABLE
 from plugin_server.storage.teams import Team
 from plugin_server.testing.teams import InMemoryTeamStore

@@ -6,7 +6,7 @@ import pytest
 from plugin_server.app.config import Settings
 from plugin_server.ops import status
 from plugin_server.ops.status import GroupLag, JobTask, PartitionLag, PluginError, PluginsStatus, Status
-from plugin_server.storage.kafka import LogRange
+from plugin_server.storage.kafka.reader import LogRange
 
 # --- lag arithmetic --------------------------------------------------------------------------------
 
