@@ -80,7 +80,7 @@ class GuardedType:
         return getattr(self._real, name)
 
     def __getitem__(self, item: Any) -> Any:
-        return self._real[item]  # type: ignore[index]
+        return self._real[item]
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{self._real.__name__} is read-only")
@@ -172,15 +172,18 @@ def _refuse_format(obj: Any, name: str) -> None:
         raise AttributeError("AttributeError.obj is not available to plugins")
 
 
-def _text_base(value: Any) -> type:
-    """The builtin text type of `value`: size checks call its methods, never a subclass's.
+def _base_count(value: Any, sub: Any) -> int:
+    """`value.count(sub)` by the builtin text type's method: size checks never call a subclass's.
 
     A plugin's `class S(str)` may define `count()`; a guard that asked `value.count` would trust
     whatever the plugin answers (isinstance-based type confusion).
     """
-    for base in (str, bytes, bytearray):
-        if isinstance(value, base):
-            return base
+    if isinstance(value, str):
+        return str.count(value, sub)
+    if isinstance(value, bytes):
+        return bytes.count(value, sub)
+    if isinstance(value, bytearray):
+        return bytearray.count(value, sub)
     raise TypeError("a str, bytes or bytearray is needed")
 
 
@@ -202,7 +205,7 @@ def _padding(width_index: int, keyword: str) -> Callable[..., Any]:
 def _guard_expandtabs(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     size = args[0] if args else kwargs.get("tabsize", 8)
     tab = "\t" if isinstance(self, str) else b"\t"
-    tabs = _text_base(self).count(self, tab)
+    tabs = _base_count(self, tab)
     check_size(len(self) + tabs * max(size, 0), MAX_CHARS, "expandtabs()")
     return method(*args, **kwargs)
 
@@ -210,7 +213,7 @@ def _guard_expandtabs(self: Any, method: Callable[..., Any], args: tuple[Any, ..
 def _guard_replace(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if len(args) >= 2 and isinstance(args[0], (str, bytes, bytearray)) and isinstance(args[1], (str, bytes, bytearray)):
         old, new = args[0], args[1]
-        hits = _text_base(self).count(self, old) if old else len(self) + 1
+        hits = _base_count(self, old) if old else len(self) + 1
         if len(args) > 2 and isinstance(args[2], int) and args[2] >= 0:
             hits = min(hits, args[2])
         check_size(len(self) + hits * max(len(new) - len(old), 0), MAX_CHARS, "replace()")

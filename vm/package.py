@@ -119,9 +119,11 @@ def _unpack(name: str, data: bytes) -> dict[str, bytes]:
                         members[info.filename] = archive.read(info)
         elif name.endswith((".tar.gz", ".tgz")):
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-                for info in archive.getmembers():
-                    if info.isfile() and info.size <= MAX_FILE_BYTES:
-                        members[info.name] = archive.extractfile(info).read()
+                for entry in archive.getmembers():
+                    if entry.isfile() and entry.size <= MAX_FILE_BYTES:
+                        extracted = archive.extractfile(entry)
+                        assert extracted is not None, "a regular file always has contents"
+                        members[entry.name] = extracted.read()
         else:
             raise PackageError(f"{name}: a plugin archive is a .zip, .tar.gz or .tgz")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:

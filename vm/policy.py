@@ -22,10 +22,10 @@ from __future__ import annotations
 import ast
 import re
 import types
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from RestrictedPython import compile_restricted_exec
+from RestrictedPython.compile import compile_restricted_exec
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
 from vm.errors import PolicyViolation, Violation
@@ -41,6 +41,17 @@ _GUARDED_BINOPS: dict[type[ast.operator], str] = {
     ast.Mod: "_mod_",
 }
 _LINE = re.compile(r"^Line (\d+|None): (.*)$", re.DOTALL)
+
+
+_Node = TypeVar("_Node", bound=ast.AST)
+
+
+def _visited(result: ast.AST | Iterable[ast.AST] | None, kind: type[_Node]) -> _Node:
+    """The node a RestrictedPython `visit_*` we extend returned: typed as any visitor result, it is
+    always one node of the visited kind (the same one, or a rebuilt class statement)."""
+    if not isinstance(result, kind):
+        raise TypeError(f"RestrictedPython turned a {kind.__name__} into {type(result).__name__}")
+    return result
 
 
 def _call(name: str, *args: ast.expr) -> ast.Call:
@@ -93,7 +104,7 @@ class PluginPolicy(RestrictingNodeTransformer):
 
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
         """RestrictedPython rebuilds the class statement from a template on line 1: fix its lines."""
-        rebuilt = super().visit_ClassDef(node)
+        rebuilt = _visited(super().visit_ClassDef(node), ast.ClassDef)
         copy_locations(rebuilt, node)
         for keyword in rebuilt.keywords:
             copy_locations(keyword, node)
@@ -106,7 +117,7 @@ class PluginPolicy(RestrictingNodeTransformer):
         return super().visit_Global(node)
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
-        node = super().visit_FunctionDef(node)
+        node = _visited(super().visit_FunctionDef(node), ast.FunctionDef)
         if _is_generator(node):
             # A suspended generator is not on the stack: tick only, no depth bookkeeping. A
             # generator dropped after its call is finalized later, wherever the GC drops it: its
@@ -142,7 +153,7 @@ class PluginPolicy(RestrictingNodeTransformer):
         return node
 
     def visit_Lambda(self, node: ast.Lambda) -> Any:
-        node = super().visit_Lambda(node)
+        node = _visited(super().visit_Lambda(node), ast.Lambda)
         node.body = ast.BoolOp(op=ast.And(), values=[_call("_tick_"), node.body])
         copy_locations(node.body, node)
         return node
@@ -154,20 +165,20 @@ class PluginPolicy(RestrictingNodeTransformer):
         return node
 
     def visit_For(self, node: ast.For) -> Any:
-        return self._tick_first(super().visit_For(node))
+        return self._tick_first(_visited(super().visit_For(node), ast.For))
 
     def visit_While(self, node: ast.While) -> Any:
-        return self._tick_first(super().visit_While(node))
+        return self._tick_first(_visited(super().visit_While(node), ast.While))
 
     def visit_comprehension(self, node: ast.comprehension) -> Any:
-        node = super().visit_comprehension(node)
+        node = _visited(super().visit_comprehension(node), ast.comprehension)
         tick = _call("_tick_")
         copy_locations(tick, node.iter)
         node.ifs.insert(0, tick)
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
-        node = super().visit_BinOp(node)
+        node = _visited(super().visit_BinOp(node), ast.BinOp)
         helper = _GUARDED_BINOPS.get(type(node.op))
         both_constant = isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant)
         if helper is None or (both_constant and helper != "_pow_" and helper != "_mul_"):
@@ -180,7 +191,7 @@ class PluginPolicy(RestrictingNodeTransformer):
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> Any:
         """f-strings become `_fjoin_(...)` of `_fmt_(value, conversion, spec)`: bounded widths and text."""
-        node = super().visit_JoinedStr(node)
+        node = _visited(super().visit_JoinedStr(node), ast.JoinedStr)
         parts: list[ast.expr] = []
         for value in node.values:
             if isinstance(value, ast.FormattedValue):
@@ -224,7 +235,7 @@ class PluginPolicy(RestrictingNodeTransformer):
         return super().visit_Subscript(node)
 
 
-def _violations(file: str, messages: tuple[str, ...] | list[str]) -> list[Violation]:
+def _violations(file: str, messages: Sequence[str]) -> list[Violation]:
     found = []
     for message in messages:
         matched = _LINE.match(message)
@@ -280,6 +291,7 @@ def compile_sources(sources: Mapping[str, str], *, main: str = "main.py") -> dic
         if result.errors:
             problems.extend(_violations(name, result.errors))
         else:
+            assert result.code is not None, "RestrictedPython returns code whenever it reports no errors"
             codes[name[:-3]] = result.code
     if problems:
         raise PolicyViolation(problems)

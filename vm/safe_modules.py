@@ -87,7 +87,7 @@ def read_only_module(name: str, members: dict[str, Any]) -> ReadOnlyModule:
         if key.startswith("_"):
             raise ValueError(f"{name}.{key}: plugins cannot reach names starting with '_'")
         body[key] = staticmethod(value) if callable(value) and not isinstance(value, type) else value
-    cls = type(name, (ReadOnlyModule,), body)
+    cls: type[ReadOnlyModule] = type(name, (ReadOnlyModule,), body)
     return cls()
 
 

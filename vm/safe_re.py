@@ -9,8 +9,8 @@ and DOTALL exist. `Match` and `Pattern` keep the RE2 objects in slots plugins ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import re2
 
@@ -29,7 +29,41 @@ _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.max_mem = RE2_MAX_MEM
 
 
-def _re2_compile(pattern: str | bytes, flags: int) -> Any:
+class _Re2Match(Protocol):
+    """What we use of an RE2 match (google-re2 ships no types); text is str or bytes."""
+
+    @property
+    def string(self) -> Any: ...
+    @property
+    def lastindex(self) -> int | None: ...
+    @property
+    def lastgroup(self) -> str | None: ...
+    def group(self, *groups: int | str) -> Any: ...
+    def __getitem__(self, group: int | str, /) -> Any: ...
+    def groups(self, default: Any = ...) -> tuple[Any, ...]: ...
+    def groupdict(self, default: Any = ...) -> dict[str, Any]: ...
+    def start(self, group: int = ...) -> int: ...
+    def end(self, group: int = ...) -> int: ...
+    def span(self, group: int = ...) -> tuple[int, int]: ...
+    def expand(self, template: Any, /) -> Any: ...
+
+
+class _Re2Regexp(Protocol):
+    """What we use of a compiled RE2 pattern (google-re2 ships no types)."""
+
+    @property
+    def pattern(self) -> Any: ...
+    @property
+    def groups(self) -> int: ...
+    @property
+    def groupindex(self) -> Mapping[str, int]: ...
+    def search(self, text: Any, pos: int = ..., endpos: int | None = ..., /) -> _Re2Match | None: ...
+    def match(self, text: Any, pos: int = ..., endpos: int | None = ..., /) -> _Re2Match | None: ...
+    def fullmatch(self, text: Any, pos: int = ..., endpos: int | None = ..., /) -> _Re2Match | None: ...
+    def finditer(self, text: Any, pos: int = ..., endpos: int | None = ..., /) -> Iterator[_Re2Match]: ...
+
+
+def _re2_compile(pattern: str | bytes, flags: int) -> _Re2Regexp:
     """Compile with RE2: linear-time matching, so no pattern can hang a worker thread."""
     if not isinstance(pattern, (str, bytes)):
         raise TypeError("pattern must be a str or bytes")
@@ -42,9 +76,10 @@ def _re2_compile(pattern: str | bytes, flags: int) -> Any:
         prefix = f"(?{inline})"
         pattern = prefix + pattern if isinstance(pattern, str) else prefix.encode() + pattern
     try:
-        return re2.compile(pattern, _RE2_OPTIONS)
+        regexp: _Re2Regexp = re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
         raise ReError(str(exc)) from None
+    return regexp
 
 
 class ReError(ValueError):
@@ -56,7 +91,7 @@ class Match:
 
     __slots__ = ("_match",)
 
-    def __init__(self, match: Any) -> None:
+    def __init__(self, match: _Re2Match) -> None:
         self._match = match
 
     def group(self, *groups: int | str) -> Any:
@@ -94,7 +129,7 @@ class Match:
 
     def expand(self, template: str | bytes) -> Any:
         span = self._match.end() - self._match.start()
-        refs = template.count("\\" if isinstance(template, str) else b"\\")
+        refs = template.count("\\") if isinstance(template, str) else template.count(b"\\")
         check_size(len(template) + refs * span, MAX_CHARS, "Match.expand()")
         return self._match.expand(template)
 

@@ -319,14 +319,14 @@ def _message(exc: BaseException) -> str:
     a builtin base class's `__str__` formats it, and only over plain data (an argument whose class
     inherits a Python `__str__`, such as a `uuid.UUID` subclass, could call plugin properties).
     """
-    args = BaseException.args.__get__(exc)
+    args = BaseException.args.__get__(exc)  # type: ignore[attr-defined]  # typeshed: args is a getset descriptor on the class
     try:
         estimate_size(args, MAX_MESSAGE_CHARS * 50, "an error message")
     except Abort:
         return "(the error message is too large to show)"
     if all(_is_plain_data(arg) for arg in args):
         base = next(cls for cls in type(exc).__mro__ if cls.__module__ == "builtins")
-        text = base.__str__(exc)
+        text = base.__str__(exc)  # type: ignore[call-arg]  # mypy binds __str__ to the class object; it is the builtin base's unbound slot
     else:
         text = ", ".join(repr(arg) if _is_plain_data(arg) else f"<{type(arg).__name__} object>" for arg in args)
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."

@@ -14,7 +14,7 @@ import collections
 import itertools
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from vm.budget import current, refuse
 
@@ -26,6 +26,8 @@ MAX_ITEMS = 1_000_000  # items of a list/tuple/set/dict/range made in one operat
 MAX_INT_BITS = 65_536  # an int result of *, **, << (hashes are 256 bits; 2**65536 is ~20k digits)
 MAX_FORMAT_WIDTH = 100_000  # width/precision in a format spec or %-format
 MAX_FORMAT_SPEC = 1_000  # characters of a format spec or strftime format
+
+T = TypeVar("T")
 
 _TEXT_TYPES = (str, bytes, bytearray)
 _SEQUENCE_TYPES = (str, bytes, bytearray, list, tuple, collections.deque)
@@ -44,7 +46,7 @@ def check_size(size: int, limit: int, what: str) -> int:
     return size
 
 
-def checked(value: Any, what: str) -> Any:
+def checked(value: T, what: str) -> T:
     """Post-check the size of a result whose growth over its inputs is a small constant factor."""
     if isinstance(value, _SEQUENCE_TYPES) and len(value) > limit_of(value):
         raise refuse(f"{what} would have {len(value)} items or characters (limit {limit_of(value)})")
@@ -91,10 +93,10 @@ def estimate_size(value: object, limit: int = MAX_CHARS, what: str = "value") ->
     while stack:
         item = stack.pop()
         nodes += 1
-        kind = type(item)
-        if kind is str:
+        # exact types, not isinstance: a plugin's str/int subclass may override __len__/bit_length
+        if type(item) is str:
             size += len(item) + 2
-        elif kind is int:
+        elif type(item) is int:
             size += item.bit_length() // 3 + 2
         elif isinstance(item, dict):
             size += 2 + 4 * len(item)
@@ -114,7 +116,9 @@ def estimate_size(value: object, limit: int = MAX_CHARS, what: str = "value") ->
             size += 4 * len(item) + 3
         elif isinstance(item, BaseException):
             size += 32
-            stack.extend(BaseException.args.__get__(item))  # not a plugin's `args`
+            # not a plugin's `args`: the base class's getset descriptor, which typeshed declares
+            # as a plain tuple attribute
+            stack.extend(BaseException.args.__get__(item))  # type: ignore[attr-defined]  # typeshed: args is a getset descriptor on the class
         else:
             size += 32
         if size > limit:
