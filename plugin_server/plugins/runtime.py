@@ -44,18 +44,14 @@ from plugin_server.plugins.hooks import (
 )
 from plugin_server.plugins.loaded import LoadedConfig
 from plugin_server.plugins.logs import LogTarget, PluginLogs
-from plugin_server.plugins.meta import (
-    Cache,
-    Cursor,
-    Fetch,
-    Jobs,
-    Logger,
-    Meta,
-    Metrics,
-    Storage,
-    Utils,
-    take_host_failure,
-)
+from plugin_server.plugins.meta import Meta, take_host_failure
+from plugin_server.plugins.meta.cache import Cache
+from plugin_server.plugins.meta.fetch import Fetch
+from plugin_server.plugins.meta.jobs import Jobs
+from plugin_server.plugins.meta.logger import Logger
+from plugin_server.plugins.meta.metrics import Metrics
+from plugin_server.plugins.meta.storage import Storage
+from plugin_server.plugins.meta.utils import Cursor, Utils
 from plugin_server.storage.jobs import JobQueue
 from plugin_server.storage.plugins import ConfigRow, PluginStore
 from plugin_server.storage.redis import Redis
@@ -234,7 +230,7 @@ class PluginRuntime:
             attachments=row.attachments,
             storage=Storage(store=self._store, config_id=row.config_id),
             cache=Cache(redis=self._redis, config_id=row.config_id) if self._redis is not None else None,
-            logger=Logger(lambda source, kind, message: self._logs.write(target, source, kind, message)),
+            logger=Logger(write=functools.partial(self._logs.write, target)),
             metrics=Metrics(config_id=row.config_id),
             fetch=Fetch(allow_private=self._allow_private_fetch),
             jobs=Jobs(

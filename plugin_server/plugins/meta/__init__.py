@@ -1,0 +1,72 @@
+"""`meta`: what a plugin config's code can reach of the world (REFERENCE.md 6.9), in Python terms.
+
+One module per capability, each taking only what it needs: `data` (config, attachments,
+`global_`), `storage`, `cache`, `logger`, `metrics`, `fetch`, `jobs`, `utils` (cursor); `_bridge`
+holds what they share (MetaError, key and value checks, the way back to trio). `Meta` here only
+assembles them. Everything reachable from a `Meta` is reachable by the plugin, so:
+- every member is an object of this package whose host references are underscore names (which
+  the sandbox refuses), and every value handed out is plain data or a copy;
+- keys are namespaced by plugin config: storage rows carry the config id, Redis keys start with
+  `@plugin-config/<id>/`, attachments are the config's own; no config can name another's;
+- failures reach the plugin as `MetaError` with a message only (an exception object carries what
+  it references into plugin code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from plugin_server.plugins.meta._bridge import MetaError, take_host_failure
+from plugin_server.plugins.meta.cache import Cache
+from plugin_server.plugins.meta.data import plugin_attachments, plugin_config
+from plugin_server.plugins.meta.fetch import Fetch
+from plugin_server.plugins.meta.jobs import Jobs
+from plugin_server.plugins.meta.logger import Logger
+from plugin_server.plugins.meta.metrics import Metrics
+from plugin_server.plugins.meta.storage import Storage
+from plugin_server.plugins.meta.utils import Utils
+from plugin_server.storage.plugins import Attachment
+
+__all__ = ["Meta", "MetaError", "take_host_failure"]
+
+
+class Meta:
+    """The `meta` argument of every plugin function, one per plugin config."""
+
+    __slots__ = (
+        "attachments",
+        "cache",
+        "config",
+        "fetch",
+        "global_",
+        "jobs",
+        "logger",
+        "metrics",
+        "storage",
+        "utils",
+    )
+
+    def __init__(
+        self,
+        *,
+        config: Mapping[str, Any],
+        attachments: Mapping[str, Attachment],
+        storage: Storage,
+        cache: Cache | None,
+        logger: Logger,
+        metrics: Metrics,
+        fetch: Fetch,
+        jobs: Jobs,
+        utils: Utils,
+    ) -> None:
+        self.config = plugin_config(config)
+        self.attachments = plugin_attachments(attachments)
+        self.global_: dict[str, Any] = {}
+        self.storage = storage
+        self.cache = cache
+        self.logger = logger
+        self.metrics = metrics
+        self.fetch = fetch
+        self.jobs = jobs
+        self.utils = utils
