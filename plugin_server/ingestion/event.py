@@ -90,6 +90,12 @@ class PipelineEvent:
         object.__setattr__(new, "__dict__", {**self.__dict__, **changes})
         return new
 
+    def resolved(self) -> tuple[int, dt.datetime]:
+        """`(team_id, resolved_timestamp)`, which resolve_team and normalize set: the steps after
+        them (persons, groups) rely on both."""
+        assert self.team_id is not None and self.resolved_timestamp is not None, "resolve_team and normalize ran"
+        return self.team_id, self.resolved_timestamp
+
     @property
     def grouping_key(self) -> str:
         """Events with one key run in order; PostHog's `<team_id or token>:<distinct_id>`."""

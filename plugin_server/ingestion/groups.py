@@ -81,7 +81,7 @@ def loosely_equal(a: Any, b: Any) -> bool:
         return a == b
     a = js_to_number(a) if isinstance(a, str) else a
     b = js_to_number(b) if isinstance(b, str) else b
-    return a == b
+    return bool(a == b)  # numbers (and None) by now: == answers a bool
 
 
 # -- Pure rules ---------------------------------------------------------------------------------
@@ -209,7 +209,8 @@ class GroupsStep:
             entries = group_entries(e.properties)
             target = identify_target(e.properties) if e.event == GROUP_IDENTIFY else None
             if entries or target:
-                named.append((e.team_id, entries, target))
+                team_id, _ = e.resolved()
+                named.append((team_id, entries, target))
         teams = {team_id for team_id, _, _ in named}
         mappings = await self._store.type_mappings(teams) if teams else {}
         keys: set[GroupKey] = set()
@@ -253,13 +254,14 @@ class GroupsStep:
         index = await self._type_index(event, target.group_type, batch, warned)
         if index is None or not storable(target.key):
             return
-        key = (event.team_id, index, target.key)
+        team_id, timestamp = event.resolved()
+        key = (team_id, index, target.key)
 
         def compute(existing: GroupRecord | None) -> GroupColumns | None:
-            return next_columns(existing, target.group_set, timestamp=event.resolved_timestamp, now=batch.now)
+            return next_columns(existing, target.group_set, timestamp=timestamp, now=batch.now)
 
         async with batch.locked(key):
-            result = await self._store.upsert(event.team_id, index, target.key, compute)
+            result = await self._store.upsert(team_id, index, target.key, compute)
             record = result.record
             assert record is not None, "a group that does not exist is always created"
             batch.groups[key] = record
@@ -269,7 +271,7 @@ class GroupsStep:
     async def _type_index(
         self, event: PipelineEvent, group_type: str, batch: GroupBatch, warned: dict[str, IngestionWarning]
     ) -> int | None:
-        team_id = event.team_id
+        team_id, _ = event.resolved()
         known = batch.mappings.get(team_id)
         if known is None:  # a team prefetch did not see (the event was not in `prefetch`)
             fresh = await self._store.type_mappings([team_id])

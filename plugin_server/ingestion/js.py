@@ -23,6 +23,7 @@ def js_number_string(value: float) -> str:
     if value == 0:
         return "0"
     _, digit_tuple, exponent = Decimal(repr(abs(value))).as_tuple()
+    assert isinstance(exponent, int), "only NaN and infinities (handled above) have a letter exponent"
     digits = "".join(map(str, digit_tuple)).rstrip("0")
     point = len(digit_tuple) + exponent  # value = 0.<digits> * 10**point
     k = len(digits)

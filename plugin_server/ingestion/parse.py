@@ -46,12 +46,15 @@ _loads = jsonx.loads  # strict: NaN, Infinity and runaway nesting are refused
 
 def sanitize_event_name(name: Any) -> str:
     """PostHog's sanitizeEventName: non-strings become their JSON text; at most 200 characters."""
-    if not isinstance(name, str):
+    text: str
+    if isinstance(name, str):
+        text = name
+    else:
         try:
-            name = json.dumps(name, separators=(",", ":"), ensure_ascii=False)
+            text = json.dumps(name, separators=(",", ":"), ensure_ascii=False)
         except (TypeError, ValueError):
-            name = str(name)
-    return name[:MAX_EVENT_NAME_LENGTH]
+            text = str(name)
+    return text[:MAX_EVENT_NAME_LENGTH]
 
 
 def normalize_distinct_id(value: Any) -> str | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TypeVar
 
 from plugin_server.core import jsonx, logs, metrics
 from plugin_server.core.bounded import remember
@@ -32,6 +32,7 @@ log = logs.get(__name__)
 
 Key = tuple[int, str]  # (team id, distinct id)
 Held = dict[int, tuple[int, PropertyState]]  # person id -> (version, state)
+T = TypeVar("T")
 
 # A day: long enough to outlive restarts and rebalances, short enough that persons nobody sees
 # any more leave Redis without an eviction policy.
@@ -64,7 +65,7 @@ class StateCache:
         for key in keys:
             person_id = self._person_of.get(key)
             state = self._states.get(person_id) if person_id is not None else None
-            if state is None:
+            if person_id is None or state is None:
                 unknown.append(key)
             else:
                 held[person_id] = state
@@ -171,7 +172,7 @@ class SharedStates:
         except PluginServerError as exc:
             self._failed("forget", exc, None)
 
-    def _failed(self, what: str, exc: PluginServerError, result: Any) -> Any:
+    def _failed(self, what: str, exc: PluginServerError, result: T) -> T:
         # Nothing Redis returned is relied on, so its failures degrade to misses. The ledgers are
         # cleared because a flush or failover may have lost what they say Redis holds.
         self._stored.clear()

@@ -31,7 +31,7 @@ import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -72,7 +72,8 @@ class Op:
         """`canonical == other.canonical`, without building JSON for the usual scalar values:
         same type (so 1, 1.0 and true stay different) and equal. Floats and containers go through
         canonical JSON (-0.0, and 1 vs 1.0 nested inside a list)."""
-        a, b = self.value, other.value
+        a: object = self.value
+        b: object = other.value
         kind = type(a)
         if kind is type(b) and kind in _PLAIN_SCALARS:
             return a == b
@@ -371,6 +372,10 @@ def _utc(timestamp: dt.datetime) -> dt.datetime:
     return timestamp.astimezone(dt.UTC)
 
 
+@overload
+def _iso(ts: dt.datetime) -> str: ...
+@overload
+def _iso(ts: None) -> None: ...
 @functools.lru_cache(maxsize=1 << 16)  # one event's timestamp is written for each of its keys
 def _iso(ts: dt.datetime | None) -> str | None:
     return None if ts is None else ts.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -193,7 +193,7 @@ class PersonBatch:
             self.id_versions[key] = version
 
 
-def _updates(properties: dict[str, Any]) -> tuple[dict, dict, Any]:
+def _updates(properties: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
     set_ = properties.get("$set")
     set_once = properties.get("$set_once")
     return (
@@ -218,11 +218,12 @@ class PersonsStep:
         self._known = StateCache(cache_size)
 
     async def prefetch(self, events: Iterable[PipelineEvent]) -> PersonBatch:
-        keys = set()
+        keys: set[tuple[int, str]] = set()
         for e in events:
-            keys.add((e.team_id, e.distinct_id))
+            team_id, _ = e.resolved()
+            keys.add((team_id, e.distinct_id))
             if e.event in MERGE_EVENTS and (ids := merge_ids(e.event, e.distinct_id, e.properties)):
-                keys.add((e.team_id, ids[0]))
+                keys.add((team_id, ids[0]))
         held, unknown = self._known.held_for(keys)
         metrics.PERSON_CACHE.labels("process", "hit").inc(len(keys) - len(unknown))
         metrics.PERSON_CACHE.labels("process", "miss").inc(len(unknown))
@@ -252,15 +253,17 @@ class PersonsStep:
     def _apply(person: _Person, event: PipelineEvent) -> None:
         set_, set_once, unset = _updates(event.properties)
         if set_ or set_once or unset:
+            _, timestamp = event.resolved()
             person.state, changed = apply_event(
                 person.state, set=set_, set_once=set_once, unset=unset,
-                timestamp=event.resolved_timestamp, tiebreak=event.uuid,
+                timestamp=timestamp, tiebreak=event.uuid,
             )  # fmt: skip
             person.dirty |= changed
 
     async def _create(self, event: PipelineEvent, batch: PersonBatch) -> _Person:
         """The person of an event whose distinct id has none yet (first sighting)."""
-        key = (event.team_id, event.distinct_id)
+        team_id, _ = event.resolved()
+        key = (team_id, event.distinct_id)
         async with batch.locked(*key):
             for attempt in range(WRITE_ATTEMPTS):
                 existing = batch.by_distinct_id.get(key)
@@ -271,24 +274,23 @@ class PersonsStep:
                     return await self._try_create(event, [event.distinct_id], batch, identified=False, attempt=attempt)
                 except AlreadyExists:
                     batch.load(await self._store.fetch([key]))
-        raise PersonWriteConflict(f"could not create a person for {event.distinct_id!r} in team {event.team_id}")
+        raise PersonWriteConflict(f"could not create a person for {event.distinct_id!r} in team {team_id}")
 
     async def _try_create(
         self, event: PipelineEvent, distinct_ids: list[str], batch: PersonBatch, *, identified: bool, attempt: int
     ) -> _Person:
         """One attempt at a new person owning `distinct_ids`; AlreadyExists if one is taken."""
+        team_id, timestamp = event.resolved()
         set_, set_once, unset = _updates(event.properties)
-        state = initial(
-            set=set_, set_once=set_once, unset=unset, timestamp=event.resolved_timestamp, tiebreak=event.uuid
-        )
+        state = initial(set=set_, set_once=set_once, unset=unset, timestamp=timestamp, tiebreak=event.uuid)
         properties, last_updated, last_operation = state.to_columns()
-        columns = PersonColumns(properties, last_updated, last_operation, identified, event.resolved_timestamp)
+        columns = PersonColumns(properties, last_updated, last_operation, identified, timestamp)
         # The deterministic uuid first; if it is taken (its distinct id now belongs to another
         # person after a merge), a random one.
-        uuid = person_uuid(event.team_id, distinct_ids[0]) if attempt == 0 else str(uuid_lib.uuid4())
-        record = await self._store.create(team_id=event.team_id, uuid=uuid, distinct_ids=distinct_ids, columns=columns)
+        uuid = person_uuid(team_id, distinct_ids[0]) if attempt == 0 else str(uuid_lib.uuid4())
+        record = await self._store.create(team_id=team_id, uuid=uuid, distinct_ids=distinct_ids, columns=columns)
         person = _Person(record, state, identified, record.created_at)
-        batch.bind(person, event.team_id, distinct_ids, version=0)
+        batch.bind(person, team_id, distinct_ids, version=0)
         return person
 
     async def _merge_event(
@@ -299,30 +301,31 @@ class PersonsStep:
             return None
         illegal = next((i for i in (into_id, other_id) if is_illegal_distinct_id(i)), None)
         if illegal is not None:
-            other = other_id if illegal == into_id else into_id
+            legal = other_id if illegal == into_id else into_id
             warnings.append(
                 IngestionWarning(
                     "cannot_merge_with_illegal_distinct_id",
-                    {"illegalDistinctId": illegal, "otherDistinctId": other, "eventUuid": event.uuid},
+                    {"illegalDistinctId": illegal, "otherDistinctId": legal, "eventUuid": event.uuid},
                 )
             )
             return None
-        team_id = event.team_id
+        team_id, _ = event.resolved()
         for attempt in range(WRITE_ATTEMPTS):
             async with batch.locked(team_id, other_id, into_id):
                 other = batch.by_distinct_id.get((team_id, other_id))
                 into = batch.by_distinct_id.get((team_id, into_id))
                 created = False
                 try:
-                    if other is None and into is None:
-                        person = await self._try_create(
-                            event, [into_id, other_id], batch, identified=True, attempt=attempt
-                        )
-                        created = True
-                    elif into is None:
-                        await self._store.add_distinct_id(other.record, into_id)
-                        person = other
-                        batch.bind(person, team_id, [into_id], version=0)
+                    if into is None:
+                        if other is None:
+                            person = await self._try_create(
+                                event, [into_id, other_id], batch, identified=True, attempt=attempt
+                            )
+                            created = True
+                        else:
+                            await self._store.add_distinct_id(other.record, into_id)
+                            person = other
+                            batch.bind(person, team_id, [into_id], version=0)
                     elif other is None:
                         await self._store.add_distinct_id(into.record, other_id)
                         person = into
@@ -458,10 +461,10 @@ class PersonsStep:
                 )
             )
         for key in batch.touched_ids:
-            person = batch.by_distinct_id.get(key)
-            if person is None:
+            owner = batch.by_distinct_id.get(key)
+            if owner is None:
                 continue
-            value = (person.record.uuid, batch.id_versions.get(key, 0))
+            value = (owner.record.uuid, batch.id_versions.get(key, 0))
             if self.ledger.distinct_id_known(key, value):
                 continue
             batch.rows.append(_distinct_id_row(key, *value, timestamp))
@@ -472,7 +475,7 @@ class PersonsStep:
         self.ledger.record(batch.mirrored_persons, batch.mirrored_ids)
 
 
-def _person_row(team_id: int, uuid: str, properties: dict, is_identified: bool, created_at: dt.datetime,
+def _person_row(team_id: int, uuid: str, properties: dict[str, Any], is_identified: bool, created_at: dt.datetime,
                 is_deleted: int, version: int, timestamp: int) -> Row:  # fmt: skip
     row = {
         "id": uuid, "created_at": ch_datetime(created_at)[:23], "team_id": team_id,

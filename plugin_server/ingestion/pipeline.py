@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -26,7 +27,7 @@ from plugin_server.ingestion.parse import parse_message
 from plugin_server.ingestion.persons import PersonBatch, PersonsStep
 from plugin_server.ingestion.plugins import DROP_REASON as PLUGIN_DROP_REASON
 from plugin_server.ingestion.plugins import PluginsStep
-from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry
+from plugin_server.ingestion.results import DeadLetter, Drop, Ok, Retry, StepResult
 from plugin_server.ingestion.row import event_rows
 from plugin_server.ingestion.teams import TeamCache, resolve_team
 from plugin_server.storage.kafka.client import Message
@@ -35,6 +36,9 @@ from plugin_server.storage.tables import Row, ch_datetime
 # The steps and passes timed in `ingestion_step_seconds`, once per batch each (never per event).
 STEPS = ("parse", "resolve_team", "plugins", "normalize", "persons_groups", "persons_flush")
 _STEP_SECONDS = {step: metrics.INGESTION_STEP_SECONDS.labels(step) for step in STEPS}
+
+# A pure step as the runner calls it: (name, step, the arguments after the event).
+PureStep = tuple[str, Callable[..., StepResult[PipelineEvent]], tuple[Any, ...]]
 
 
 def utcnow() -> dt.datetime:
@@ -109,7 +113,7 @@ class IngestionPipeline:
         self._persons = persons
         self._groups = groups
         self._plugins = plugins
-        self._team_steps = (("resolve_team", resolve_team, (teams,)),)
+        self._team_steps: tuple[PureStep, ...] = (("resolve_team", resolve_team, (teams,)),)
         self._tasks = tasks_per_worker
         self._clock = clock
 
@@ -137,15 +141,16 @@ class IngestionPipeline:
             batch.out.dropped.extend([PLUGIN_DROP_REASON] * dropped)
             lap("plugins")
         groups: dict[str, list[PipelineEvent]] = defaultdict(list)
-        normalize_steps = (("normalize", normalize, (batch.now,)),)
+        normalize_steps: tuple[PureStep, ...] = (("normalize", normalize, (batch.now,)),)
         for event in teamed:
             if (ready := self._pure_steps(event, batch, normalize_steps)) is not None:
                 groups[ready.grouping_key].append(ready)
         lap("normalize")
 
         ready_events = [e for g in groups.values() for e in g]
-        people = await self._persons.prefetch(ready_events) if self._persons else None
-        companies = await self._groups.prefetch(ready_events, now=now) if self._groups else None
+        persons, companies_step = self._persons, self._groups
+        people = await persons.prefetch(ready_events) if persons else None
+        companies = await companies_step.prefetch(ready_events, now=now) if companies_step else None
         # Largest groups first, so one hot distinct_id does not finish last (PostHog does the same).
         ordered = iter(sorted(groups.values(), key=len, reverse=True))
         workers = min(self._tasks, len(groups))
@@ -160,17 +165,17 @@ class IngestionPipeline:
         if messages:
             last = messages[-1]  # rows of persons and groups are anchored at the batch's end
             anchor = Source(last.topic, last.partition, last.offset, last.timestamp_ms)
-            if people is not None:
-                await self._persons.flush(people, now=now)
+            if persons is not None and people is not None:
+                await persons.flush(people, now=now)
                 lap("persons_flush")
                 batch.out.rows.extend((anchor, row) for row in people.rows)
-                batch.out.on_durable.append(lambda: self._persons.confirm(people))
-            if companies is not None:
+                batch.out.on_durable.append(lambda: persons.confirm(people))
+            if companies_step is not None and companies is not None:
                 batch.out.rows.extend((anchor, row) for row in companies.rows)
-                batch.out.on_durable.append(lambda: self._groups.confirm(companies))
+                batch.out.on_durable.append(lambda: companies_step.confirm(companies))
         return batch.out
 
-    def _pure_steps(self, event: PipelineEvent, batch: _Batch, steps: tuple) -> PipelineEvent | None:
+    def _pure_steps(self, event: PipelineEvent, batch: _Batch, steps: tuple[PureStep, ...]) -> PipelineEvent | None:
         for name, step, args in steps:
             result = step(event, *args)
             if isinstance(result, Ok):
@@ -192,18 +197,26 @@ class IngestionPipeline:
         people: PersonBatch | None,
         companies: GroupBatch | None,
     ) -> None:
+        persons, companies_step = self._persons, self._groups  # a batch exists only with its step
         for group in groups:  # a shared iterator: each group is taken by exactly one task
             for event in group:  # one key: strictly in offset order
-                if people is not None:
-                    event = (await self._persons.process(event, people)).value
-                if companies is not None:
-                    event = (await self._groups.process(event, companies)).value
+                if persons is not None and people is not None:
+                    event = (await persons.process(event, people)).value
+                if companies_step is not None and companies is not None:
+                    event = (await companies_step.process(event, companies)).value
                 batch.out.warnings.extend(w.type for w in event.warnings)
                 batch.out.rows.extend((event.source, row) for row in event_rows(event, created_at=batch.now_text))
             await trio.lowlevel.checkpoint()
 
     @staticmethod
-    def _dead_letter(batch: _Batch, result, raw, source, location, event) -> None:
+    def _dead_letter(
+        batch: _Batch,
+        result: DeadLetter,
+        raw: bytes | None,
+        source: Source,
+        location: str,
+        event: PipelineEvent | None,
+    ) -> None:
         message = dead_letter_message(
             raw=raw, source=source, result=result, location=location, at=batch.now, event=event
         )

@@ -60,7 +60,7 @@ class PluginsStep:
                     chunks.append((generation.chains[team_id], chunk))
             if not chunks:
                 return events, 0
-            results: dict[int, dict | None] = {}
+            results: dict[int, dict[str, Any] | None] = {}
 
             async def run(chain: list[LoadedConfig], indexes: list[int]) -> None:
                 out = await self._runtime.process_events(chain, [plugin_event(events[i]) for i in indexes])
