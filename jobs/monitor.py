@@ -45,6 +45,7 @@ class QueueStats:
 async def read_queue_stats(pg: Postgres) -> QueueStats:
     """The queue's depth and the age of its oldest due job (one query)."""
     row = await pg.fetchrow(QUEUE_STATS)
+    assert row is not None, "an aggregate query answers one row"
     return QueueStats(depth=int(row["depth"]), oldest_age_seconds=max(0.0, float(row["oldest_age"])))
 
 

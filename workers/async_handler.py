@@ -39,7 +39,7 @@ class AsyncHandler:
         events = []
         for message in batch:
             try:
-                row = jsonx.loads(message.value)
+                row = jsonx.loads(message.value) if message.value is not None else None  # a tombstone: no row
             except ValueError:
                 row = None
             if not isinstance(row, dict) or not isinstance(row.get("team_id"), int):

@@ -15,12 +15,13 @@ from plugin_server.ingestion.dead_letter import (
     REJECTED_BY_CLICKHOUSE,
     rejected_row_message,
 )
+from plugin_server.ingestion.event import Source
 from plugin_server.ingestion.pipeline import BatchOutput, IngestionPipeline
 from plugin_server.plugins.runtime import PluginRuntime
 from plugin_server.storage.kafka.client import Message, Record
 from plugin_server.storage.kafka.producer import KafkaProducer
 from plugin_server.storage.sinks import Sink
-from plugin_server.storage.tables import EVENTS_TABLE
+from plugin_server.storage.tables import EVENTS_TABLE, Row
 
 log = logs.get(__name__)
 
@@ -75,7 +76,9 @@ class IngestionHandler:
             metrics.EVENTS_DEAD_LETTERED.labels(REJECTED_BY_CLICKHOUSE).inc()
             log.error("clickhouse refused a row", table=r.row.table, error=r.error)
 
-    def _async_records(self, rows: list) -> list[Record]:  # list of (Source, Row)
+    def _async_records(self, rows: list[tuple[Source, Row]]) -> list[Record]:
+        if self._async_events is None:
+            return []
         topic, runtime = self._async_events
         if not runtime.any_async():
             return []

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from plugin_server.core import logs
@@ -28,9 +28,8 @@ from plugin_server.storage.clickhouse import ClickHouse
 log = logs.get(__name__)
 MAX_QUERY_BYTES = 1 << 20
 
-
-Send = Callable
-Receive = Callable
+Send = ASGISendCallable
+Receive = ASGIReceiveCallable
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -41,7 +40,7 @@ async def _respond(send: Send, status: int, body: bytes, content_type: str = "ap
             "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _json(value: object) -> bytes:
@@ -49,11 +48,12 @@ def _json(value: object) -> bytes:
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
+        if message["type"] != "http.request":
+            return None  # http.disconnect, the only other event an HTTP request receives
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -69,7 +69,7 @@ class App:
         self._ch = clickhouse
         self._admin_token = admin_token
 
-    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
@@ -91,13 +91,13 @@ class App:
         else:
             await _respond(send, 404, _json({"error": f"no route {method} {path}"}))
 
-    def _authorized(self, scope: dict) -> bool:
+    def _authorized(self, scope: HTTPScope) -> bool:
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"authorization", b"").decode("latin-1")
         expected = f"Bearer {self._admin_token}"
         return bool(self._admin_token) and hmac.compare_digest(given.encode(), expected.encode())
 
-    async def _query(self, scope: dict, receive: Receive, send: Send) -> None:
+    async def _query(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             return await _respond(send, 405, _json({"error": "use POST with the SQL as the body"}))
         if not self._admin_token:
@@ -134,7 +134,7 @@ async def run_http(
     config.errorlog = None
     config.graceful_timeout = 1.0
 
-    async def serve_reporting(*, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve_reporting(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await serve(app, config, shutdown_trigger=trio.sleep_forever, task_status=task_status)
 
     async with trio.open_nursery() as nursery:

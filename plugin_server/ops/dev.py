@@ -26,7 +26,7 @@ from plugin_server.core.errors import PluginServerError
 from plugin_server.ops import tools
 from plugin_server.ops.embedded import EmbeddedStack, choose_port
 from plugin_server.storage.postgres import open_postgres
-from plugin_server.storage.teams import TeamStore
+from plugin_server.storage.teams import Team, TeamStore
 
 log = logs.get(__name__)
 READY_TIMEOUT_SECONDS = 60.0
@@ -37,7 +37,8 @@ def _admin_token(data_dir: Path) -> str:
     """Kept in DIR so a restart keeps the same token (tools holding stack.env keep working)."""
     path = data_dir / "secrets.json"
     if path.exists():
-        return json.loads(path.read_text())["admin_token"]
+        token: str = json.loads(path.read_text())["admin_token"]  # written below, a str
+        return token
     token = secrets.token_urlsafe(32)
     path.write_text(json.dumps({"admin_token": token}))
     path.chmod(0o600)
@@ -102,8 +103,8 @@ async def _main(settings: Settings, env_path: Path) -> None:
                 "KAFKA_HOSTS": settings.kafka_hosts,
                 "CLICKHOUSE_URL": settings.clickhouse_url,
                 "HTTP_PORT": str(handle.http_port),
-                "TEAM_ID": str(team["id"]),
-                "TEAM_API_TOKEN": team["api_token"],
+                "TEAM_ID": str(team.id),
+                "TEAM_API_TOKEN": team.api_token,
                 "PLUGIN_SERVER_ADMIN_TOKEN": settings.plugin_server_admin_token,
             }
             _write_env(env_path, values)
@@ -114,8 +115,8 @@ async def _main(settings: Settings, env_path: Path) -> None:
         await serve(server, on_ready=on_ready, on_stopping=lambda: env_path.unlink(missing_ok=True))
 
 
-async def _demo_team(settings: Settings) -> dict:
+async def _demo_team(settings: Settings) -> Team:
     async with open_postgres(settings.database_url, max_size=1) as pg:
         store = TeamStore(pg=pg)
         team = await store.first() or await store.create(DEMO_TEAM_NAME)
-    return {"id": team.id, "api_token": team.api_token}
+    return team

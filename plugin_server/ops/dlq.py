@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from trio_asyncio import trio_as_aio
 
 from plugin_server.app.config import Settings
@@ -253,7 +254,7 @@ async def _replay_chunk(
 ) -> int:
     """Claim the chunk's positions, produce the claimed ones, wait for acks, commit; how many."""
 
-    async def claim_and_produce(conn) -> int:
+    async def claim_and_produce(conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(CLAIM, dlq_topic, *_positions(chunk))
         claimed = {(r["dlq_partition"], r["dlq_offset"]) for r in rows}
         records = [replay_record(e, topic=target) for e in chunk if (e.dlq_partition, e.dlq_offset) in claimed]

@@ -43,7 +43,7 @@ def choose_port(preferred: int | None) -> int:
     return preferred if preferred is not None and port_is_free(preferred) else free_port()
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, name: str, log_path: Path) -> None:
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, log_path: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -92,7 +92,7 @@ class EmbeddedStack:
     prefer_default_ports: bool = True
     durable: bool = True  # False turns off Postgres fsync: for throw-away test data only
     database: str = "posthog"
-    _procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self) -> StackUrls:
         self.data_dir = self.data_dir.resolve()
@@ -117,7 +117,7 @@ class EmbeddedStack:
 
     def _spawn(
         self, name: str, argv: list[str], *, user: str | None = None, stop_signal: int = signal.SIGTERM
-    ) -> subprocess.Popen:
+    ) -> subprocess.Popen[bytes]:
         log_path = self.data_dir / "logs" / f"{name}.log"
         with log_path.open("ab") as log_file:
             proc = subprocess.Popen(

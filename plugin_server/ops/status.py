@@ -393,6 +393,7 @@ async def job_queue(pg: Postgres) -> tuple[JobTask, ...]:
 
 async def plugins_status(pg: Postgres) -> PluginsStatus:
     counts = await pg.fetchrow(PLUGIN_CONFIG_COUNTS)
+    assert counts is not None, "an aggregate query answers one row"
     errors = tuple(plugin_error(row) for row in await pg.fetch(PLUGIN_ERRORS, PLUGIN_ERRORS_SHOWN))
     return PluginsStatus(int(counts["enabled"]), int(counts["disabled"]), int(counts["with_errors"]), errors)
 

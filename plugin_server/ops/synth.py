@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from itertools import accumulate
+from typing import Any
 
 SITE_URL = "http://localhost:8000"
 LIB_VERSION = "1.57.2"
@@ -73,7 +74,7 @@ class _Person:
     skew: dt.timedelta  # client clock minus server clock
     sent_at_style: str
     company: str
-    static: dict  # SDK properties that stay the same from event to event
+    static: dict[str, Any]  # SDK properties that stay the same from event to event
     seen: bool = False
     identified: bool = False
 
@@ -182,7 +183,7 @@ def _message(rng: random.Random, token: str, person: _Person, kind: str, happene
     )
 
 
-def _event(rng: random.Random, person: _Person, kind: str) -> tuple[str, dict, dict]:
+def _event(rng: random.Random, person: _Person, kind: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(event name, event-specific properties, top-level fields of `data`); may change `person`."""
     if kind == "identify" and not person.seen:
         kind = "pageview"  # an SDK has always captured something anonymously before identify
@@ -207,7 +208,7 @@ def _event(rng: random.Random, person: _Person, kind: str) -> tuple[str, dict, d
     return "$pageview", {}, {}
 
 
-def _custom_event(rng: random.Random) -> tuple[str, dict, dict]:
+def _custom_event(rng: random.Random) -> tuple[str, dict[str, Any], dict[str, Any]]:
     name = rng.choice(_CUSTOM_EVENTS)
     plan = rng.choice(_PLANS)
     if name == "signed_up":
@@ -218,7 +219,7 @@ def _custom_event(rng: random.Random) -> tuple[str, dict, dict]:
     return name, {"plan": plan, "item_count": items, "amount": round(items * rng.uniform(5, 120), 2)}, {}
 
 
-def _profile(person: _Person) -> dict:
+def _profile(person: _Person) -> dict[str, Any]:
     return {"email": f"user{person.number}@example.com", "name": f"User {person.number}"}
 
 
@@ -252,7 +253,7 @@ def _garbage(count: int, rng: random.Random) -> Iterator[bytes]:
         yield _spoil(GARBAGE_KINDS[i % len(GARBAGE_KINDS)], json.loads(valid.value), rng)
 
 
-def _spoil(kind: str, envelope: dict, rng: random.Random) -> bytes:
+def _spoil(kind: str, envelope: dict[str, Any], rng: random.Random) -> bytes:
     """Break one aspect of a valid envelope, leaving the rest valid."""
     data = json.loads(envelope["data"])
     if kind == "not_json":  # a truncated message

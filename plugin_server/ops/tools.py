@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import sys
 import urllib.parse
+from typing import TypedDict
 
 import httpx
 import trio
@@ -56,7 +57,16 @@ def print_migrate_report(report: dict[str, list[str]]) -> None:
         print(f"{what}: {label} {', '.join(done)}" if done else f"{what}: up to date")
 
 
-async def create_team(settings: Settings, name: str) -> dict:
+class CreatedTeam(TypedDict):
+    """What `teams create` prints."""
+
+    id: int
+    uuid: str
+    name: str
+    api_token: str
+
+
+async def create_team(settings: Settings, name: str) -> CreatedTeam:
     async with open_postgres(settings.database_url, max_size=1) as pg:
         team = await TeamStore(pg=pg).create(name)
     return {"id": team.id, "uuid": team.uuid, "name": team.name, "api_token": team.api_token}
