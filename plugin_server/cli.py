@@ -12,17 +12,21 @@ import json
 import os
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import trio
 
 from plugin_server import __version__
-from plugin_server.app.config import MODES, ConfigError, Settings, describe
+from plugin_server.app.config import MODES, Settings, describe
 from plugin_server.app.server import RUNNABLE_MODES
 from plugin_server.core import aio, logs
-from plugin_server.core.errors import PluginServerError, leaves
+from plugin_server.core.errors import ConfigError, PluginServerError, leaves
 from plugin_server.ops import dlq, tools
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 NOT_YET = {
     "jobs": "the job queue runner arrives with the jobs issue",
@@ -151,8 +155,8 @@ def _since(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _run_async(fn, *args, **kwargs):
-    async def main():
+def _run_async(fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def main() -> T:
         async with aio.open_loop():
             return await fn(*args, **kwargs)
 

@@ -22,6 +22,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import trio
 
@@ -30,11 +31,13 @@ from plugin_server.core.errors import leaves
 from plugin_server.core.health import ConsumerStatus
 from plugin_server.core.retry import BATCH_RETRY, Backoff
 from plugin_server.storage.kafka.client import CommitFailed, Message
-from plugin_server.storage.kafka.consumer import open_consumer
+from plugin_server.storage.kafka.consumer import KafkaConsumer, open_consumer
 
 log = logs.get(__name__)
 # How often an idle consumer refreshes its lag gauge (a metadata round trip).
 LAG_REFRESH_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 def next_offsets(batch: Sequence[Message]) -> dict[tuple[str, int], int]:
@@ -95,7 +98,7 @@ class BatchConsumer:
         """Finish the batch in flight, commit, and return from `run` (after draining, if asked)."""
         self._stop_requested = True
 
-    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[BatchConsumer] = trio.TASK_STATUS_IGNORED) -> None:
         client_id = f"plugin-server-{self.status.name}"
         async with open_consumer(
             hosts=self._hosts, topics=self._topics, group_id=self._group_id, client_id=client_id
@@ -111,7 +114,7 @@ class BatchConsumer:
                 self.status.running = False
                 log.info("consumer stopped", consumer=self.status.name, consumed=self.status.consumed)
 
-    async def _loop(self, consumer) -> None:
+    async def _loop(self, consumer: KafkaConsumer) -> None:
         while not (self._stop_requested and not self._drain):
             batch = await self._retrying(
                 "fetch", lambda: consumer.getmany(timeout_ms=self._batch_wait_ms, max_records=self._batch_size)
@@ -139,21 +142,22 @@ class BatchConsumer:
             prepared = await self._retrying("batch", functools.partial(self._staged.prepare, batch))
             await self._finish_write(consumer)  # batch N must be written before N+1's write starts
             self._writing = _Write(batch, started)
+            assert self._nursery is not None, "run opened it before the loop"
             self._nursery.start_soon(self._write, consumer, self._writing, prepared)
         await self._finish_write(consumer)
 
-    async def _write(self, consumer, write: _Write, prepared) -> None:
+    async def _write(self, consumer: KafkaConsumer, write: _Write, prepared: Any) -> None:
         await self._retrying("write", lambda: self._staged.write(write.batch, prepared))
         await self._committed(consumer, write.batch, write.started)
         write.done.set()
 
-    async def _finish_write(self, consumer) -> None:
+    async def _finish_write(self, consumer: KafkaConsumer) -> None:
         """Wait for the write in flight (if any) to be durable and committed."""
         if self._writing is not None:
             await self._writing.done.wait()
             self._writing = None
 
-    async def _committed(self, consumer, batch: list[Message], started: float) -> None:
+    async def _committed(self, consumer: KafkaConsumer, batch: list[Message], started: float) -> None:
         try:
             await consumer.commit(next_offsets(batch))
         except CommitFailed as exc:
@@ -167,7 +171,7 @@ class BatchConsumer:
         if self.status.last_progress - self._lag_checked > LAG_REFRESH_SECONDS:
             await self._measure_lag(consumer)  # a consumer that is always behind never polls empty
 
-    async def _measure_lag(self, consumer) -> int | None:
+    async def _measure_lag(self, consumer: KafkaConsumer) -> int | None:
         self._lag_checked = time.monotonic()
         try:
             per_partition = await consumer.lag()
@@ -182,7 +186,7 @@ class BatchConsumer:
         self.status.lag = sum(per_partition.values()) if per_partition or self.status.assigned else None
         return self.status.lag
 
-    async def _retrying(self, what: str, fn):
+    async def _retrying(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         attempts = 0
         while True:
             try:

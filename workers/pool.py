@@ -67,14 +67,14 @@ class WorkerPool:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
 
-    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[WorkerPool] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             async with trio.open_nursery() as starting:  # start the children in parallel
                 for index in range(self._count):
                     starting.start_soon(nursery.start, self._supervise, index)
             task_status.started(self)
 
-    async def _supervise(self, index: int, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def _supervise(self, index: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         failures = 0
         started = False
         while not self._stopping:
@@ -108,6 +108,7 @@ class WorkerPool:
                 return
             failures = 1 if time.monotonic() - began > STABLE_SECONDS else failures + 1
             delay = RESTART.decide(WorkerCrashed(f"worker {index} exited with {proc.returncode}"), failures)
+            assert delay is not None, "RESTART has no attempt limit and WorkerCrashed is retryable"
             log.error("ingestion worker exited; restarting", worker=index, code=proc.returncode, restart_in_s=delay)
             await trio.sleep(delay)
 
