@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -166,6 +166,36 @@ def _record(row: Any) -> PersonRecord:
         version=row["version"],
         known=bool(row.get("known")),
     )
+
+
+class PersonStoreLike(Protocol):
+    """What the persons step (plugin_server/ingestion/persons.py) asks of the person store.
+
+    `PersonStore` below is the truth (Postgres); `plugin_server.testing.persons.InMemoryPersonStore`
+    is its fake, and tests/contract/test_person_store_contract.py holds both to the same behaviour.
+    """
+
+    async def fetch(
+        self, keys: Iterable[tuple[int, str]], *, known: dict[int, int] | None = None
+    ) -> dict[tuple[int, str], tuple[PersonRecord, int]]: ...
+
+    async def distinct_ids_of(self, person: PersonRecord) -> list[tuple[str, int]]: ...
+
+    async def tombstones_of(self, person: PersonRecord) -> list[Tombstone]: ...
+
+    async def create(
+        self, *, team_id: int, uuid: str, distinct_ids: list[str], columns: PersonColumns
+    ) -> PersonRecord: ...
+
+    async def add_distinct_id(self, person: PersonRecord, distinct_id: str) -> None: ...
+
+    async def update_many(self, writes: list[tuple[PersonRecord, PersonColumns]]) -> dict[int, PersonRecord]: ...
+
+    async def update_locked(
+        self, person: PersonRecord, compute: Callable[[PersonRecord], PersonColumns]
+    ) -> PersonRecord: ...
+
+    async def merge(self, *, into: PersonRecord, other: PersonRecord, columns: PersonColumns) -> MergeResult: ...
 
 
 class PersonStore:
