@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -129,6 +129,24 @@ def _record(row: Any) -> GroupRecord:
 _RACE_LOST = object()
 
 
+class GroupStoreLike(Protocol):
+    """What the groups step (plugin_server/ingestion/groups.py) asks of the group store.
+
+    `GroupStore` below is the truth (Postgres); `plugin_server.testing.groups.InMemoryGroupStore`
+    is its fake, and tests/contract/test_group_store_contract.py holds both to the same behaviour.
+    """
+
+    async def type_mappings(self, team_ids: Iterable[int]) -> dict[int, dict[str, int]]: ...
+
+    async def add_type(self, team_id: int, group_type: str, index: int) -> int | None: ...
+
+    async def fetch(self, keys: Iterable[GroupKey]) -> dict[GroupKey, GroupRecord]: ...
+
+    async def upsert(
+        self, team_id: int, index: int, key: str, compute: Callable[[GroupRecord | None], GroupColumns | None]
+    ) -> Upserted: ...
+
+
 class GroupStore:
     def __init__(self, *, pg: Postgres) -> None:
         self._pg = pg
@@ -147,7 +165,8 @@ class GroupStore:
     async def add_type(self, team_id: int, group_type: str, index: int) -> int | None:
         """Claim `index` for `group_type`: the type's index (this one, or the one it already
         had), or None if `index` belongs to another type."""
-        return await self._pg.fetchval(INSERT_TYPE, team_id, group_type, index)
+        claimed: int | None = await self._pg.fetchval(INSERT_TYPE, team_id, group_type, index)
+        return claimed
 
     async def fetch(self, keys: Iterable[GroupKey]) -> dict[GroupKey, GroupRecord]:
         """The groups that exist among `keys`, in one query."""
