@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import asyncpg
 
 from plugin_server.storage.postgres import Postgres
 
@@ -102,6 +104,38 @@ class ConfigRow:
     revision: tuple[dt.datetime, dt.datetime] | None = None
 
 
+class PluginStorageLike(Protocol):
+    """What plugins' `meta.storage` and `meta.utils.cursor` (plugin_server/plugins/meta.py) ask of
+    the plugin store: values per plugin config."""
+
+    async def storage_get(self, config_id: int, key: str) -> str | None: ...
+
+    async def storage_set(self, config_id: int, key: str, value: str) -> None: ...
+
+    async def storage_del(self, config_id: int, key: str) -> None: ...
+
+    async def storage_init(self, config_id: int, key: str, initial: int) -> None: ...
+
+    async def storage_increment(self, config_id: int, key: str, by: int) -> int: ...
+
+
+class PluginStoreLike(PluginStorageLike, Protocol):
+    """What the plugin runtime (plugin_server/plugins/runtime.py) asks of the plugin store: the
+    active configs, its bookkeeping, and the storage it hands to each config's `meta`.
+
+    `PluginStore` below is the truth (Postgres); `plugin_server.testing.plugins.InMemoryPluginStore`
+    is its fake, and tests/contract/test_plugin_store_contract.py holds both to the same behaviour.
+    """
+
+    async def active_configs(self) -> list[ConfigRow]: ...
+
+    async def set_capabilities(self, plugin_id: int, capabilities: dict[str, Any]) -> None: ...
+
+    async def set_error(self, config_id: int, error: dict[str, Any] | None) -> None: ...
+
+    async def disable(self, config_id: int) -> bool: ...
+
+
 class PluginStore:
     def __init__(self, *, pg: Postgres) -> None:
         self._pg = pg
@@ -154,7 +188,7 @@ class PluginStore:
         """A plugin with its sources and one enabled config for `team_id`, in one transaction.
         Returns (plugin id, config id)."""
 
-        async def install(conn) -> tuple[int, int]:
+        async def install(conn: asyncpg.Connection) -> tuple[int, int]:
             plugin_id = await conn.fetchval(INSERT_PLUGIN, name, description, url, config_schema, capabilities)
             for filename, source in sources.items():
                 await conn.execute(UPSERT_SOURCE, plugin_id, filename, source)
@@ -177,7 +211,7 @@ class PluginStore:
     async def update_sources(self, plugin_id: int, sources: dict[str, str]) -> None:
         """Replace source files and mark the plugin changed, so a reload picks it up."""
 
-        async def update(conn) -> None:
+        async def update(conn: asyncpg.Connection) -> None:
             for filename, source in sources.items():
                 await conn.execute(UPSERT_SOURCE, plugin_id, filename, source)
             await conn.execute(TOUCH_PLUGIN, plugin_id)
@@ -195,14 +229,16 @@ class PluginStore:
             await self._pg.execute(SET_ERROR, config_id, error)
 
     async def error_of(self, config_id: int) -> dict[str, Any] | None:
-        return await self._pg.fetchval(ERROR_OF, config_id)
+        error: dict[str, Any] | None = await self._pg.fetchval(ERROR_OF, config_id)
+        return error
 
     async def disable(self, config_id: int) -> bool:
         """Disable a config (too many setup failures, a stuck call); True if this call did."""
         return (await self._pg.execute(DISABLE, config_id)).endswith(" 1")
 
     async def storage_get(self, config_id: int, key: str) -> str | None:
-        return await self._pg.fetchval(STORAGE_GET, config_id, key)
+        value: str | None = await self._pg.fetchval(STORAGE_GET, config_id, key)
+        return value
 
     async def storage_set(self, config_id: int, key: str, value: str) -> None:
         await self._pg.execute(STORAGE_SET, config_id, key, value)
@@ -214,4 +250,5 @@ class PluginStore:
         await self._pg.execute(STORAGE_INIT, config_id, key, str(initial))
 
     async def storage_increment(self, config_id: int, key: str, by: int) -> int:
-        return await self._pg.fetchval(STORAGE_INCREMENT, config_id, key, str(by))
+        value: int = await self._pg.fetchval(STORAGE_INCREMENT, config_id, key, str(by))
+        return value
