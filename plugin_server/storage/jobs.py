@@ -7,7 +7,7 @@ worker that claims and runs jobs (SELECT ... FOR UPDATE SKIP LOCKED) is the jobs
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Protocol
 
 from plugin_server.storage.postgres import Postgres
 
@@ -18,12 +18,25 @@ INSERT INTO plugin_server_jobs (task_identifier, payload, run_at) VALUES ($1, $2
 RETURNING id"""
 
 
+class JobQueueLike(Protocol):
+    """What plugins' `meta.jobs` and the plugin runtime (export retries) ask of the job queue.
+
+    `JobQueue` below writes to Postgres; `plugin_server.testing.jobs.InMemoryJobQueue` is its
+    fake, and tests/contract/test_job_queue_contract.py holds both to the same behaviour.
+    """
+
+    async def enqueue_plugin_job(
+        self, *, team_id: int, plugin_config_id: int, name: str, payload: Any, run_at: dt.datetime | None
+    ) -> int: ...
+
+
 class JobQueue:
     def __init__(self, *, pg: Postgres) -> None:
         self._pg = pg
 
     async def enqueue(self, task: str, payload: dict[str, Any], *, run_at: dt.datetime | None = None) -> int:
-        return await self._pg.fetchval(INSERT_JOB, task, payload, run_at)
+        job_id: int = await self._pg.fetchval(INSERT_JOB, task, payload, run_at)
+        return job_id
 
     async def enqueue_plugin_job(
         self, *, team_id: int, plugin_config_id: int, name: str, payload: Any, run_at: dt.datetime | None
