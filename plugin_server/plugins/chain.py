@@ -8,8 +8,9 @@ plugin never blocks the event loop. Per event, every ready config's `process_eve
   reported, and the event continues with the value it had before that plugin;
 - a plugin may change `event`, `distinct_id`, `properties`, `timestamp` and `ip`; changing
   `team_id` or `uuid` is an error (PostHog: "Plugin tried to change event.team_id");
-- a backing service failing inside a meta call (Postgres, Redis down) stops the chunk with that
-  retryable error, so the batch is retried rather than ingested without the plugin's work.
+- a backing service failing inside a meta call (Postgres, Redis down) fails the call with that
+  retryable error (plugin_server/plugins/meta/outage.py), which is not the plugin's error: it
+  stops the chunk, so the batch is retried rather than ingested without the plugin's work.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plugin_server.core import metrics
-from plugin_server.core.errors import PluginServerError
 from plugin_server.plugins.loaded import LoadedConfig
-from plugin_server.plugins.meta import take_host_failure
 from vm.errors import PluginTimeout, SandboxError
 
 MAX_DISTINCT_ID_CHARS = 200
@@ -115,30 +114,21 @@ def _one(
     progress.config, progress.since = config, started
     try:
         returned = config.call(function, event)
-        raise_host_failure()
         config.consecutive_timeouts = 0
         return None if returned is None else accept(event, returned)
     except PluginTimeout as exc:
         metrics.PLUGIN_TIMEOUTS.labels(str(config.row.config_id)).inc()
-        raise_host_failure()
         config.consecutive_timeouts += 1
         _failed(config, report, exc, event)
         if config.consecutive_timeouts >= MAX_CONSECUTIVE_TIMEOUTS:
             report.disable[config.row.config_id] = f"{config.consecutive_timeouts} consecutive timeouts: {exc}"
             config.disabled = True  # at once, for the rest of this chunk too
     except (SandboxError, PluginOutputError) as exc:
-        raise_host_failure()
         config.consecutive_timeouts = 0
         _failed(config, report, exc, event)
     finally:
         spent.append(time.monotonic() - started)
     return event
-
-
-def raise_host_failure() -> None:
-    failure: PluginServerError | None = take_host_failure()
-    if failure is not None:
-        raise failure
 
 
 def _failed(config: LoadedConfig, report: ChainReport, exc: Exception, event: dict[str, Any]) -> None:

@@ -11,6 +11,8 @@
 - `export_retry_delay(retries)` is the one retry policy (PostHog: 3 s * 2^(retries+1), at most
   15 retries): a `RetryError` from `export_events` enqueues the batch as the job
   `export_events_with_retry` at that delay; the job runner calls `export_events` again.
+- A service outage met inside meta is not the plugin's error: the call raises it, retryable
+  (plugin_server/plugins/meta/outage.py), and the consumer retries the batch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plugin_server.core import jsonx, metrics
-from plugin_server.plugins.chain import Progress, error_record, raise_host_failure
+from plugin_server.plugins.chain import Progress, error_record
 from plugin_server.plugins.loaded import LoadedConfig
 from vm.errors import PluginRuntimeError, PluginTimeout, SandboxError
 
@@ -107,10 +109,8 @@ def run_on_event(config: LoadedConfig, events: list[dict[str, Any]], progress: P
             progress.config, progress.since = config, started
             try:
                 config.call(function, event)
-                raise_host_failure()
             except SandboxError as exc:
                 _timed_out(config, exc)
-                raise_host_failure()
                 _failed(config, report, "on_event", exc, event)
             finally:
                 spent.append(time.monotonic() - started)
@@ -126,10 +126,8 @@ def run_export(config: LoadedConfig, batch: list[dict[str, Any]], progress: Prog
     progress.config, progress.since = config, started
     try:
         config.call(function, batch)
-        raise_host_failure()
         report.delivered += len(batch)
     except PluginRuntimeError as exc:
-        raise_host_failure()
         if exc.error_type == "RetryError":
             report.retries.append((config, batch))
             config.log("PLUGIN", "WARN", f"export_events asked for a retry of {len(batch)} events: {exc.message}")
@@ -138,7 +136,6 @@ def run_export(config: LoadedConfig, batch: list[dict[str, Any]], progress: Prog
             _failed(config, report, "export_events", exc, None)
     except SandboxError as exc:
         _timed_out(config, exc)
-        raise_host_failure()
         report.failed += len(batch)
         _failed(config, report, "export_events", exc, None)
     finally:

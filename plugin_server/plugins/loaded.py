@@ -8,7 +8,9 @@ from typing import Any
 from plugin_server.core import jsonx
 from plugin_server.plugins.logs import LogTarget, PluginLogs
 from plugin_server.plugins.meta import Meta
+from plugin_server.plugins.meta.outage import plugin_call
 from plugin_server.storage.plugins import ConfigRow
+from vm.errors import SandboxError
 from vm.sandbox import PluginInstance
 
 
@@ -39,7 +41,21 @@ class LoadedConfig:
         """`function(copy of payload, meta)` in the sandbox, in the calling (worker) thread. The
         plugin gets its own copy, so what it mutates before failing is never the host's value."""
         copy = jsonx.loads(jsonx.dumps(payload))
-        return self.instance.call(function, copy, self.meta, timeout=self.timeout, log=self.print_log)
+        return self.run(function, copy, self.meta)
+
+    def run(self, function: Any, *args: Any) -> Any:
+        """`function(*args)` in the sandbox, in the calling (worker) thread: every call into the
+        plugin's functions goes through here. Raises what the sandbox raises (SandboxError), except
+        when a meta call met a service outage: then that retryable error, however the plugin
+        handled it (plugin_server/plugins/meta/outage.py)."""
+        with plugin_call() as call:
+            try:
+                result = self.instance.call(function, *args, timeout=self.timeout, log=self.print_log)
+            except SandboxError:
+                call.raise_outage()
+                raise
+            call.raise_outage()
+        return result
 
     def print_log(self, kind: str, text: str) -> None:
         """The sandbox's `log(kind, text)`: print output and its own notes."""

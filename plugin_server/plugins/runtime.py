@@ -13,6 +13,9 @@ called, reloaded and torn down (REFERENCE.md 6.2-6.5, 6.8).
   ticks cannot interrupt it) is abandoned, its config disabled with the reason, and the events
   rerun without it. Abandoned threads cannot be killed; past `threads // 2` of them the runtime
   reports itself unhealthy so that the supervisor restarts the process.
+- A service outage met inside meta fails the call with that retryable error however the plugin
+  handled it (plugin_server/plugins/meta/outage.py): `process_events` and `run_async` raise it, so
+  the batch is retried; in `setup_plugin` it is a failed setup, retried with the same backoff.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from plugin_server.plugins.hooks import (
 )
 from plugin_server.plugins.loaded import LoadedConfig
 from plugin_server.plugins.logs import LogTarget, PluginLogs
-from plugin_server.plugins.meta import Meta, take_host_failure
+from plugin_server.plugins.meta import Meta
 from plugin_server.plugins.meta.cache import Cache
 from plugin_server.plugins.meta.fetch import Fetch
 from plugin_server.plugins.meta.jobs import Jobs
@@ -258,6 +261,11 @@ class PluginRuntime:
         except SandboxError as exc:
             await self._setup_failed(loaded, exc)
             return
+        except PluginServerError as exc:
+            if not exc.retryable:
+                raise
+            await self._setup_failed(loaded, exc)  # a service outage met inside meta: retried later
+            return
         loaded.ready = True
         loaded.log("SYSTEM", "INFO", f"Plugin loaded (instance ID {loaded.target.instance_id}).")
         await self._record_errors({loaded.row.config_id: None})
@@ -308,6 +316,10 @@ class PluginRuntime:
                 loaded.log("SYSTEM", "ERROR", "teardown_plugin did not return (stuck outside Python); abandoned")
             except SandboxError as exc:
                 loaded.log("PLUGIN", "ERROR", f"teardown_plugin failed: {exc}")
+            except PluginServerError as exc:
+                if not exc.retryable:
+                    raise
+                loaded.log("PLUGIN", "ERROR", f"teardown_plugin failed: {exc}")  # a service outage
 
     # -- calling -----------------------------------------------------------------------------
 
@@ -317,18 +329,14 @@ class PluginRuntime:
     async def _call(self, loaded: LoadedConfig, fn: Any, *args: Any) -> Any:
         """One lifecycle call (setup, teardown) in a thread, under the watchdog."""
         progress = Progress(loaded, time.monotonic())
-        return await self._watched(
-            lambda: loaded.instance.call(fn, *args, timeout=loaded.timeout, log=loaded.print_log), progress
-        )
+        return await self._watched(functools.partial(loaded.run, fn, *args), progress)
 
     async def _watched(self, fn: Callable[[], Any], progress: Progress) -> Any:
         """Run `fn` in a thread; abandon it if the call in progress is stuck (StuckCall)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watchdog, progress, nursery.cancel_scope)
             # captured, so that the thread's own error leaves unwrapped (not in an ExceptionGroup)
-            result = await outcome.acapture(
-                trio.to_thread.run_sync, _fresh(fn), limiter=self._limiter, abandon_on_cancel=True
-            )
+            result = await outcome.acapture(trio.to_thread.run_sync, fn, limiter=self._limiter, abandon_on_cancel=True)
             nursery.cancel_scope.cancel()
         if isinstance(result, outcome.Error) and isinstance(result.error, trio.Cancelled):
             raise StuckCall(progress.config)  # the watchdog cancelled it (outer cancels propagate above)
@@ -458,20 +466,6 @@ class PluginRuntime:
             await write()
         except PluginServerError as exc:
             log.warning(f"could not {what}", plugin_config_id=config_id, error=str(exc))
-
-
-def _fresh(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """`fn` for a pooled thread: a service failure an earlier job left on the thread is forgotten
-    first (it was that job's), and none this job leaves behind outlives it."""
-
-    def run() -> Any:
-        take_host_failure()
-        try:
-            return fn()
-        finally:
-            take_host_failure()
-
-    return run
 
 
 def _async_capable(config: LoadedConfig) -> bool:

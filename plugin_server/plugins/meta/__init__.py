@@ -1,15 +1,17 @@
 """`meta`: what a plugin config's code can reach of the world (REFERENCE.md 6.9), in Python terms.
 
 One module per capability, each taking only what it needs: `data` (config, attachments,
-`global_`), `storage`, `cache`, `logger`, `metrics`, `fetch`, `jobs`, `utils` (cursor); `_bridge`
-holds what they share (MetaError, key and value checks, the way back to trio). `Meta` here only
-assembles them. Everything reachable from a `Meta` is reachable by the plugin, so:
+`global_`), `storage`, `cache`, `logger`, `metrics`, `fetch`, `jobs`, `utils` (cursor). `_bridge`
+holds what they share (MetaError, key and value checks, the way back to trio), `outage` what a
+service outage does to the call, and `Meta` here only assembles them. Everything reachable from a
+`Meta` is reachable by the plugin, so:
 - every member is an object of this package whose host references are underscore names (which
   the sandbox refuses), and every value handed out is plain data or a copy;
 - keys are namespaced by plugin config: storage rows carry the config id, Redis keys start with
   `@plugin-config/<id>/`, attachments are the config's own; no config can name another's;
 - failures reach the plugin as `MetaError` with a message only (an exception object carries what
-  it references into plugin code).
+  it references into plugin code); a backing service's outage fails the plugin call instead, in a
+  way plugin code cannot swallow (`outage`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from plugin_server.plugins.meta._bridge import MetaError, take_host_failure
+from plugin_server.plugins.meta._bridge import MetaError
 from plugin_server.plugins.meta.cache import Cache
 from plugin_server.plugins.meta.data import plugin_attachments, plugin_config
 from plugin_server.plugins.meta.fetch import Fetch
@@ -28,7 +30,7 @@ from plugin_server.plugins.meta.storage import Storage
 from plugin_server.plugins.meta.utils import Utils
 from plugin_server.storage.plugins import Attachment
 
-__all__ = ["Meta", "MetaError", "take_host_failure"]
+__all__ = ["Meta", "MetaError"]
 
 
 class Meta:

@@ -4,22 +4,21 @@ and the bridge from a plugin's worker thread back to trio.
 Plugin code runs in worker threads (plugin_server/plugins/runtime.py); a capability's I/O goes
 back to trio with `trio.from_thread.run`, so the event loop never blocks on a plugin. A failure
 reaches the plugin as `MetaError` with a message only: an exception object carries what it
-references into plugin code. A failure of a backing service (Postgres, Redis down) is also
-remembered for the calling thread (`take_host_failure`): the runtime then fails the batch as
-retryable instead of letting the event continue without the plugin's work.
+references into plugin code. A failure of a backing service (Postgres, Redis down) fails the
+whole plugin call instead, so that the batch is retried (meta/outage.py).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from plugin_server.core.errors import PluginServerError
+from plugin_server.plugins.meta import outage
 
 # Sizes a plugin may not exceed through meta (each one a guard against a bomb through the host).
 MAX_KEY_CHARS = 200  # posthog_pluginstorage.key is varchar(200)
@@ -30,18 +29,9 @@ class MetaError(Exception):
     """What a plugin sees when meta cannot do what it asked: a message, nothing else."""
 
 
-_failure = threading.local()
-
-
-def take_host_failure() -> PluginServerError | None:
-    """The retryable service failure a meta call met in this thread since the last take, if any."""
-    failure: PluginServerError | None = getattr(_failure, "error", None)
-    _failure.error = None
-    return failure
-
-
 class Bridge:
-    """Runs host coroutines from a plugin's worker thread and turns failures into MetaError."""
+    """Runs host coroutines from a plugin's worker thread: a refused request is a MetaError, an
+    outage fails the plugin call (meta/outage.py)."""
 
     __slots__ = ("_what",)
 
@@ -49,14 +39,18 @@ class Bridge:
         self._what = what
 
     def run(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        outage.refuse_after_outage(self._what)
         try:
             return trio.from_thread.run(functools.partial(fn, *args, **kwargs))
         except PluginServerError as exc:
-            if exc.retryable:
-                _failure.error = exc
-            raise MetaError(f"{self._what}: {exc}") from None
+            if not exc.retryable:
+                raise MetaError(f"{self._what}: {exc}") from None
+            failure = exc
         except trio.RunFinishedError:
             raise MetaError(f"{self._what}: the server is stopping") from None
+        # outside the except block: the abort the plugin may catch carries no host exception
+        outage.fail_call(self._what, failure)
+        raise MetaError(f"{self._what}: {failure}")
 
 
 def check_key(key: Any) -> str:

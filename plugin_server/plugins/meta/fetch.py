@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from plugin_server.plugins.meta import outage
 from plugin_server.plugins.meta._bridge import MetaError, serialize
 
 MAX_FETCH_BYTES = 5 * 1024 * 1024  # of a fetched response body
@@ -37,6 +38,7 @@ class Fetch:
         body: Any = None,
         timeout: float = FETCH_TIMEOUT_SECONDS,
     ) -> dict[str, Any]:
+        outage.refuse_after_outage("fetch")
         method = str(method).upper()
         if method not in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
             raise MetaError(f"method {method!r} is not supported")
