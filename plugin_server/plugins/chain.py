@@ -82,14 +82,14 @@ def accept(original: dict[str, Any], returned: Any) -> dict[str, Any]:
 
 def run_chain(
     chain: list[LoadedConfig], events: list[dict[str, Any]], progress: Progress, report: ChainReport
-) -> list[dict | None]:
+) -> list[dict[str, Any] | None]:
     """Each event through every ready config's process_event; None for a dropped event."""
-    results: list[dict | None] = []
+    results: list[dict[str, Any] | None] = []
     # each config's call durations, added to plugin_call_seconds once per chunk (metrics.BulkHistogram)
     timed: list[tuple[LoadedConfig, list[float]]] = [(config, []) for config in chain]
     try:
         for event in events:
-            current: dict | None = event
+            current: dict[str, Any] | None = event
             for config, spent in timed:
                 if current is None:
                     break
@@ -106,7 +106,7 @@ def run_chain(
 
 def _one(
     config: LoadedConfig, event: dict[str, Any], progress: Progress, report: ChainReport, spent: list[float]
-) -> dict | None:
+) -> dict[str, Any] | None:
     function = config.instance.exports.get("process_event")
     if function is None:
         return event

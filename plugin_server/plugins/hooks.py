@@ -35,7 +35,7 @@ def export_retry_delay(retries_so_far: int) -> float | None:
     """Seconds until the next export attempt after `retries_so_far` retries; None: give up."""
     if retries_so_far >= MAX_EXPORT_RETRIES:
         return None
-    return 3.0 * 2 ** (retries_so_far + 1)
+    return 3.0 * 2.0 ** (retries_so_far + 1)
 
 
 def processed_event(row: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +148,9 @@ def _timed_out(config: LoadedConfig, exc: SandboxError) -> None:
         metrics.PLUGIN_TIMEOUTS.labels(str(config.row.config_id)).inc()
 
 
-def _failed(config: LoadedConfig, report: AsyncReport, method: str, exc: Exception, event: dict | None) -> None:
+def _failed(
+    config: LoadedConfig, report: AsyncReport, method: str, exc: Exception, event: dict[str, Any] | None
+) -> None:
     where = f" for event {event.get('uuid')}" if event else ""
     config.log("PLUGIN", "ERROR", f"{method} failed{where}: {exc}")
     report.errors[config.row.config_id] = error_record(exc, event)

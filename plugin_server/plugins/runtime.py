@@ -26,7 +26,7 @@ import functools
 import json
 import time
 import uuid as uuid_lib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,7 +227,7 @@ class PluginRuntime:
             )
         return compiled
 
-    def _meta(self, row: ConfigRow, config: dict, target: LogTarget, instance: PluginInstance) -> Meta:
+    def _meta(self, row: ConfigRow, config: dict[str, Any], target: LogTarget, instance: PluginInstance) -> Meta:
         return Meta(
             config=config,
             attachments=row.attachments,
@@ -336,7 +336,9 @@ class PluginRuntime:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watchdog, progress, nursery.cancel_scope)
             # captured, so that the thread's own error leaves unwrapped (not in an ExceptionGroup)
-            result = await outcome.acapture(trio.to_thread.run_sync, fn, limiter=self._limiter, abandon_on_cancel=True)
+            result = await outcome.acapture(
+                functools.partial(trio.to_thread.run_sync, fn, limiter=self._limiter, abandon_on_cancel=True)
+            )
             nursery.cancel_scope.cancel()
         if isinstance(result, outcome.Error) and isinstance(result.error, trio.Cancelled):
             raise StuckCall(progress.config)  # the watchdog cancelled it (outer cancels propagate above)
@@ -368,13 +370,17 @@ class PluginRuntime:
             if not generation.users and generation is not self._generation:
                 generation.idle.set()
 
-    async def process_events(self, chain: list[LoadedConfig], events: list[dict[str, Any]]) -> list[dict | None]:
+    async def process_events(
+        self, chain: list[LoadedConfig], events: list[dict[str, Any]]
+    ) -> list[dict[str, Any] | None]:
         """`events` (of one team, in order) through `chain`; None where dropped."""
         report = ChainReport()
         while True:
             progress = Progress()
             try:
-                results = await self._watched(functools.partial(run_chain, chain, events, progress, report), progress)
+                results: list[dict[str, Any] | None] = await self._watched(
+                    functools.partial(run_chain, chain, events, progress, report), progress
+                )
                 break
             except StuckCall as stuck:
                 self._abandoned()
@@ -420,11 +426,11 @@ class PluginRuntime:
         try:
             if "on_event" in exports:
                 progress = Progress()
-                await self._watched(lambda: run_on_event(config, events, progress, report), progress)
+                await self._watched(functools.partial(run_on_event, config, events, progress, report), progress)
             if "export_events" in exports:
                 for batch in export_batches(config.meta.config, events):
                     progress = Progress()
-                    await self._watched(lambda b=batch, p=progress: run_export(config, b, p, report), progress)
+                    await self._watched(functools.partial(run_export, config, batch, progress, report), progress)
         except StuckCall:
             self._abandoned()
             await self._disable(config, "an on_event/export_events call did not return (stuck outside Python)")
@@ -451,11 +457,11 @@ class PluginRuntime:
         for config_id, reason in report.disable.items():
             await self._disable(by_id[config_id], reason)
 
-    async def _record_errors(self, errors: dict[int, dict[str, Any] | None]) -> None:
+    async def _record_errors(self, errors: Mapping[int, dict[str, Any] | None]) -> None:
         """The last error of each config on `posthog_pluginconfig.error` (None clears it)."""
         for config_id, error in errors.items():
             await self._best_effort(
-                "record the plugin error", config_id, lambda c=config_id, e=error: self._store.set_error(c, e)
+                "record the plugin error", config_id, functools.partial(self._store.set_error, config_id, error)
             )
 
     @staticmethod
