@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
 
 import redis.asyncio
 import redis.exceptions
@@ -29,6 +29,47 @@ def _translate(exc: BaseException, what: str) -> Exception:
 
 
 _TRANSLATED = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+
+
+class RedisKeysLike(Protocol):
+    """What the shared person-state cache (plugin_server/ingestion/person_cache.py) asks of
+    Redis: string keys with a time to live, read and written in batches."""
+
+    async def mget(self, keys: list[str]) -> list[bytes | None]: ...
+
+    async def set_many(self, items: dict[str, bytes], *, ttl_seconds: float) -> None: ...
+
+    async def delete(self, *keys: str) -> int: ...
+
+
+class RedisCacheLike(Protocol):
+    """What plugins' `meta.cache` (plugin_server/plugins/meta.py) asks of Redis: strings with an
+    optional time to live, and the few other commands it sends (incr, pexpire, lpush, lrange,
+    llen, lpop, lrem) answered as redis-py answers them."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes | str, *, ttl_seconds: float | None = None) -> None: ...
+
+    async def command(self, name: str, *args: Any) -> Any: ...
+
+
+class SubscriptionLike(Protocol):
+    """One channel's messages. `next_message` may answer None before `timeout` (redis-py hands
+    over the subscription's own confirmation that way): None means "nothing yet", so callers loop."""
+
+    async def next_message(self, *, timeout: float) -> bytes | None: ...
+
+
+class RedisPluginsLike(RedisCacheLike, Protocol):
+    """What the plugin runtime (plugin_server/plugins/runtime.py) asks of Redis: `meta.cache` for
+    every config, and the reload channel.
+
+    `Redis` below is the real adapter; `plugin_server.testing.redis.InMemoryRedis` is the fake of
+    all of them, and tests/contract/test_redis_contract.py holds both to the same behaviour.
+    """
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[SubscriptionLike]: ...
 
 
 class Redis:
