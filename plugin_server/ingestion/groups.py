@@ -38,7 +38,7 @@ from plugin_server.core.bounded import remember
 from plugin_server.ingestion.event import GroupView, IngestionWarning, PipelineEvent
 from plugin_server.ingestion.js import js_string, js_to_number, js_truthy
 from plugin_server.ingestion.results import Ok
-from plugin_server.storage.groups import GroupColumns, GroupKey, GroupRecord, GroupStore
+from plugin_server.storage.groups import GroupColumns, GroupKey, GroupRecord, GroupStoreLike
 from plugin_server.storage.tables import GROUPS_TABLE, Row, ch_datetime
 
 log = logs.get(__name__)
@@ -197,7 +197,7 @@ def _utcnow() -> dt.datetime:
 
 
 class GroupsStep:
-    def __init__(self, *, store: GroupStore, ledger: GroupLedger | None = None) -> None:
+    def __init__(self, *, store: GroupStoreLike, ledger: GroupLedger | None = None) -> None:
         self._store = store
         self.ledger = ledger or GroupLedger()
 

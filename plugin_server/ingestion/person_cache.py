@@ -26,7 +26,7 @@ from plugin_server.core import jsonx, logs, metrics
 from plugin_server.core.bounded import remember
 from plugin_server.core.errors import PluginServerError
 from plugin_server.ingestion.person_properties import PropertyState
-from plugin_server.storage.redis import Redis
+from plugin_server.storage.redis import RedisKeysLike
 
 log = logs.get(__name__)
 
@@ -104,7 +104,7 @@ def decode_state(raw: bytes) -> tuple[int, PropertyState] | None:
 class SharedStates:
     """The Redis cache. `lookup` and `store` never raise for Redis trouble (see the module doc)."""
 
-    def __init__(self, *, redis: Redis, ttl_seconds: float = SHARED_TTL_SECONDS) -> None:
+    def __init__(self, *, redis: RedisKeysLike, ttl_seconds: float = SHARED_TTL_SECONDS) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         # What this process put in Redis, and when (time.monotonic()):

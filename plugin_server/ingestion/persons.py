@@ -49,7 +49,7 @@ from plugin_server.storage.persons import (
     Gone,
     PersonColumns,
     PersonRecord,
-    PersonStore,
+    PersonStoreLike,
     Tombstone,
     VersionConflict,
 )
@@ -207,7 +207,7 @@ class PersonsStep:
     def __init__(
         self,
         *,
-        store: PersonStore,
+        store: PersonStoreLike,
         shared: SharedStates | None = None,
         ledger: MirrorLedger | None = None,
         cache_size: int = STATE_CACHE_SIZE,

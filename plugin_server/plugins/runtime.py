@@ -55,9 +55,9 @@ from plugin_server.plugins.meta.logger import Logger
 from plugin_server.plugins.meta.metrics import Metrics
 from plugin_server.plugins.meta.storage import Storage
 from plugin_server.plugins.meta.utils import Cursor, Utils
-from plugin_server.storage.jobs import JobQueue
-from plugin_server.storage.plugins import ConfigRow, PluginStore
-from plugin_server.storage.redis import Redis
+from plugin_server.storage.jobs import JobQueueLike
+from plugin_server.storage.plugins import ConfigRow, PluginStoreLike
+from plugin_server.storage.redis import RedisPluginsLike
 from vm import config_schema
 from vm.errors import SandboxError
 from vm.sandbox import CompiledPlugin, PluginInstance, compile_plugin
@@ -97,13 +97,13 @@ class PluginRuntime:
     def __init__(
         self,
         *,
-        store: PluginStore,
-        redis: Redis | None,
+        store: PluginStoreLike,
+        redis: RedisPluginsLike | None,
         logs: PluginLogs,
         task_timeout: float,
         threads: int,
         allow_private_fetch: bool = False,
-        jobs: JobQueue | None = None,
+        jobs: JobQueueLike | None = None,
         channel: str = RELOAD_CHANNEL,
     ) -> None:
         self._store = store
@@ -402,7 +402,7 @@ class PluginRuntime:
         """Whether any config of the team has `on_event` or `export_events`."""
         return any(_async_capable(c) for c in self._generation.chains.get(team_id, ()))
 
-    async def run_async(self, events: list[dict[str, Any]], jobs: JobQueue | None) -> AsyncReport:
+    async def run_async(self, events: list[dict[str, Any]], jobs: JobQueueLike | None) -> AsyncReport:
         """Processed events (of any teams) through every ready config's on_event and
         export_events, configs in parallel; a RetryError'd export is enqueued for a retry."""
         report = AsyncReport()
@@ -436,7 +436,7 @@ class PluginRuntime:
             await self._disable(config, "an on_event/export_events call did not return (stuck outside Python)")
 
     async def _enqueue_export_retry(
-        self, config: LoadedConfig, batch: list[dict[str, Any]], jobs: JobQueue | None, *, retries_so_far: int
+        self, config: LoadedConfig, batch: list[dict[str, Any]], jobs: JobQueueLike | None, *, retries_so_far: int
     ) -> None:
         delay = export_retry_delay(retries_so_far)
         if delay is None or jobs is None:

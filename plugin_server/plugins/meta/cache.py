@@ -7,7 +7,7 @@ import json
 from typing import Any, cast
 
 from plugin_server.plugins.meta._bridge import MAX_STORED_CHARS, Bridge, MetaError, check_key, serialize
-from plugin_server.storage.redis import Redis
+from plugin_server.storage.redis import RedisCacheLike
 
 MAX_LIST_PUSH = 1_000  # items in one cache.lpush (PostHog's limit)
 
@@ -15,7 +15,7 @@ MAX_LIST_PUSH = 1_000  # items in one cache.lpush (PostHog's limit)
 class Cache:
     __slots__ = ("_bridge", "_prefix", "_redis")
 
-    def __init__(self, *, redis: Redis, config_id: int) -> None:
+    def __init__(self, *, redis: RedisCacheLike, config_id: int) -> None:
         self._redis = redis
         self._prefix = f"@plugin-config/{config_id}/"
         self._bridge = Bridge("cache")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from plugin_server.plugins.meta._bridge import Bridge, MetaError, serialize
-from plugin_server.storage.jobs import JobQueue
+from plugin_server.storage.jobs import JobQueueLike
 
 MAX_JOB_DELAY = dt.timedelta(days=365)
 
@@ -46,7 +46,7 @@ class JobHandle:
 class Jobs:
     __slots__ = ("_bridge", "_config_id", "_names", "_queue", "_team_id")
 
-    def __init__(self, *, names: frozenset[str], queue: JobQueue | None, team_id: int, config_id: int) -> None:
+    def __init__(self, *, names: frozenset[str], queue: JobQueueLike | None, team_id: int, config_id: int) -> None:
         self._names = names
         self._queue = queue
         self._team_id = team_id

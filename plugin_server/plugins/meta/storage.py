@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from plugin_server.plugins.meta._bridge import Bridge, check_key, serialize
-from plugin_server.storage.plugins import PluginStore
+from plugin_server.storage.plugins import PluginStorageLike
 
 
 class Storage:
@@ -14,7 +14,7 @@ class Storage:
 
     __slots__ = ("_bridge", "_config_id", "_store")
 
-    def __init__(self, *, store: PluginStore, config_id: int) -> None:
+    def __init__(self, *, store: PluginStorageLike, config_id: int) -> None:
         self._store = store
         self._config_id = config_id
         self._bridge = Bridge("storage")

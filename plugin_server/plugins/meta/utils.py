@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import cast
 
 from plugin_server.plugins.meta._bridge import Bridge, check_key
-from plugin_server.storage.plugins import PluginStore
+from plugin_server.storage.plugins import PluginStorageLike
 
 
 class Cursor:
@@ -13,7 +13,7 @@ class Cursor:
 
     __slots__ = ("_bridge", "_config_id", "_store")
 
-    def __init__(self, *, store: PluginStore, config_id: int) -> None:
+    def __init__(self, *, store: PluginStorageLike, config_id: int) -> None:
         self._store = store
         self._config_id = config_id
         self._bridge = Bridge("cursor")
