@@ -19,8 +19,8 @@ from typing import ParamSpec, TypeVar
 import trio
 
 from plugin_server import __version__
+from plugin_server.app.components import runnable
 from plugin_server.app.config import MODES, Settings, describe
-from plugin_server.app.server import RUNNABLE_MODES
 from plugin_server.core import aio, logs
 from plugin_server.core.errors import ConfigError, PluginServerError, leaves
 from plugin_server.ops import dlq, tools
@@ -252,7 +252,7 @@ def _plugins(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_server(settings: Settings) -> int:
     mode = settings.plugin_server_mode
-    if mode not in RUNNABLE_MODES:
+    if not runnable(mode):
         print(f"plugin-server: mode {mode!r} has nothing to run yet: {NOT_YET[mode]}", file=sys.stderr)
         return 1
     from plugin_server.app.runner import run_foreground

@@ -9,11 +9,11 @@ with backoff, committing nothing, for as long as it takes; any other error propa
 supervisor. Stop: `request_stop()` lets the batch in flight finish and commit, then `run`
 returns; with `drain_on_stop` it first keeps consuming until its partitions have no lag.
 
-Two stages: a handler with `prepare(batch) -> prepared` and `write(batch, prepared)` (the
-ingestion worker: the pipeline, then the sink) has batch N written while batch N+1 is prepared,
+Two stages: a `StagedHandler` (`prepare(batch) -> prepared`, then `write(batch, prepared)`: the
+ingestion worker's pipeline, then its sink), given as `staged=`, has batch N written while N+1 is prepared,
 so the ClickHouse insert (in a thread) overlaps the next batch's Python work on another core.
 At most one write is in flight; writes, and so commits, happen in batch order; a batch is
-committed only once its own write returned. A plain `handle(batch)` runs both in one step.
+committed only once its own write returned. A plain `handle=` callable runs a batch in one step.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -59,6 +59,14 @@ class _Write:
     done: trio.Event = field(default_factory=trio.Event)
 
 
+class StagedHandler(Protocol):
+    """A handler in two stages: `prepare` may run while the previous batch's `write` is in flight."""
+
+    async def prepare(self, batch: list[Message]) -> Any: ...
+
+    async def write(self, batch: list[Message], prepared: Any) -> None: ...
+
+
 class BatchConsumer:
     def __init__(
         self,
@@ -69,7 +77,8 @@ class BatchConsumer:
         group_id: str,
         batch_size: int,
         batch_wait_ms: int,
-        handle: Callable[[list[Message]], Awaitable[None]],
+        handle: Callable[[list[Message]], Awaitable[None]] | None = None,
+        staged: StagedHandler | None = None,
         retry: Backoff = BATCH_RETRY,
         drain_on_stop: bool = False,
     ) -> None:
@@ -79,20 +88,26 @@ class BatchConsumer:
         self._group_id = group_id
         self._batch_size = batch_size
         self._batch_wait_ms = batch_wait_ms
+        if (handle is None) == (staged is None):
+            raise ValueError("a consumer takes exactly one of handle= (one step) and staged= (two stages)")
         self._handle = handle
+        self._staged = staged
         self._retry = retry
         self._stop_requested = False
         self._drain = drain_on_stop
         self._lag_checked = 0.0
         self._lag_series: set[tuple[str, int]] = set()  # partitions whose lag this member reports
-        # a two-stage handler (see the module docstring), else None
-        self._staged = handle if hasattr(handle, "prepare") and hasattr(handle, "write") else None
         self._writing: _Write | None = None
         self._nursery: trio.Nursery | None = None
+        self.stopped = trio.Event()  # set once `run` returned, however it ended
 
     @property
     def running(self) -> bool:
         return self.status.running
+
+    @property
+    def statuses(self) -> list[ConsumerStatus]:
+        return [self.status]
 
     def request_stop(self) -> None:
         """Finish the batch in flight, commit, and return from `run` (after draining, if asked)."""
@@ -112,6 +127,7 @@ class BatchConsumer:
                     await self._loop(consumer)
             finally:
                 self.status.running = False
+                self.stopped.set()
                 log.info("consumer stopped", consumer=self.status.name, consumed=self.status.consumed)
 
     async def _loop(self, consumer: KafkaConsumer) -> None:
@@ -136,6 +152,7 @@ class BatchConsumer:
             started = time.perf_counter()
             metrics.BATCH_SIZE.observe(len(batch))
             if self._staged is None:
+                assert self._handle is not None, "the constructor takes exactly one of handle and staged"
                 await self._retrying("batch", functools.partial(self._handle, batch))
                 await self._committed(consumer, batch, started)
                 continue
@@ -147,7 +164,9 @@ class BatchConsumer:
         await self._finish_write(consumer)
 
     async def _write(self, consumer: KafkaConsumer, write: _Write, prepared: Any) -> None:
-        await self._retrying("write", lambda: self._staged.write(write.batch, prepared))
+        staged = self._staged
+        assert staged is not None, "only a staged handler's batches are written apart"
+        await self._retrying("write", lambda: staged.write(write.batch, prepared))
         await self._committed(consumer, write.batch, write.started)
         write.done.set()
 

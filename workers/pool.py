@@ -55,6 +55,7 @@ class WorkerPool:
         self._stopping = False
         self._procs: dict[int, trio.Process] = {}
         self.statuses = [ConsumerStatus(f"ingestion-{i}") for i in range(count)]
+        self.stopped = trio.Event()  # set once `run` returned: every child reaped
 
     @property
     def running(self) -> bool:
@@ -68,11 +69,14 @@ class WorkerPool:
                 proc.send_signal(signal.SIGTERM)
 
     async def run(self, *, task_status: trio.TaskStatus[WorkerPool] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            async with trio.open_nursery() as starting:  # start the children in parallel
-                for index in range(self._count):
-                    starting.start_soon(nursery.start, self._supervise, index)
-            task_status.started(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                async with trio.open_nursery() as starting:  # start the children in parallel
+                    for index in range(self._count):
+                        starting.start_soon(nursery.start, self._supervise, index)
+                task_status.started(self)
+        finally:
+            self.stopped.set()
 
     async def _supervise(self, index: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         failures = 0

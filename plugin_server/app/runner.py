@@ -50,12 +50,11 @@ async def serve(
                 """The server's task_status: readiness starts `on_ready`. A server stopped during
                 start-up never reports ready, and that is a clean stop, not an error."""
 
-                @staticmethod
-                def started(handle: ServerHandle) -> None:
+                def started(self, value: ServerHandle | None = None) -> None:
                     if gen0 > 0:
                         gc_policy.freeze()
-                    if on_ready is not None:
-                        nursery.start_soon(on_ready, handle)
+                    if on_ready is not None and value is not None:
+                        nursery.start_soon(on_ready, value)
 
             async def run_server() -> None:
                 await server.run(task_status=ReadyHook())
@@ -64,9 +63,14 @@ async def serve(
             nursery.start_soon(run_server)
 
 
-def run_foreground(server: Server, **kwargs) -> None:
+def run_foreground(
+    server: Server,
+    *,
+    on_ready: Callable[[ServerHandle], Awaitable[None]] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+) -> None:
     async def main() -> None:
         async with aio.open_loop():
-            await serve(server, **kwargs)
+            await serve(server, on_ready=on_ready, on_stopping=on_stopping)
 
     trio.run(main)

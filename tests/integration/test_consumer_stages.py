@@ -43,7 +43,7 @@ async def test_writes_overlap_the_next_prepare_and_commit_in_order(aio, settings
     handler = StagedHandler()
     consumer = BatchConsumer(
         name="staged", hosts=settings.kafka_hosts, topics=[topic], group_id=group, batch_size=10,
-        batch_wait_ms=20, handle=handler,
+        batch_wait_ms=20, staged=handler,
     )  # fmt: skip
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
@@ -70,7 +70,7 @@ async def test_lag_series_of_partitions_no_longer_assigned_are_removed(aio, sett
 
     consumer = BatchConsumer(
         name="lag", hosts=settings.kafka_hosts, topics=["t"], group_id=settings.kafka_consumer_group, batch_size=1,
-        batch_wait_ms=1, handle=StagedHandler(),
+        batch_wait_ms=1, staged=StagedHandler(),
     )  # fmt: skip
     group = settings.kafka_consumer_group
 

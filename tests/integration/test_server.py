@@ -169,10 +169,10 @@ async def test_transient_sink_failures_retry_without_loss_or_duplicates(aio, set
     """A ClickHouse outage pauses the batch; nothing is dead-lettered, lost or doubled."""
     settings = settings.replace(plugin_server_admin_token=ADMIN)
     await prepare(settings)
-    import plugin_server.app.server as server_module
+    from plugin_server.app import components
 
-    real = server_module.DirectSink
-    monkeypatch.setattr(server_module, "DirectSink", lambda **kw: FlakySink(real(**kw), failures=3))
+    real = components.DirectSink
+    monkeypatch.setattr(components, "DirectSink", lambda **kw: FlakySink(real(**kw), failures=3))
     messages = list(synth.generate(token=team["api_token"], events=200, seed=3, now=dt.datetime.now(dt.UTC)))
     server = Server(settings)
     async with trio.open_nursery() as nursery:
