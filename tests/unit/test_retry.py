@@ -108,3 +108,26 @@ def test_max_attempts_does_not_make_permanent_errors_retryable():
 @pytest.mark.parametrize("attempts", [1025, 10_000])
 def test_long_outage_keeps_the_capped_delay(attempts):
     assert BATCH_RETRY.decide(DOWN, attempts) == 30.0
+
+
+# -- today's schedules, pinned before they move into named policies ------------------------------
+
+BATCH_DELAYS = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0, 30.0]
+WORKER_RESTART_DELAYS = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+LOG_SHIP_DELAYS = [0.5, 1.0, 2.0, 4.0, 8.0, None, None]  # 6 flushes in all, then the entries are dropped
+PLUGIN_SETUP_DELAYS = [3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 192.0, 384.0, 768.0, None, None]  # 10 setups
+EXPORT_DELAYS = [3.0 * 2.0 ** (n + 1) for n in range(15)] + [None, None]  # 6 s ... 98304 s, 15 retries
+
+
+def test_legacy_schedules_match_the_tables():
+    from plugin_server.plugins import runtime
+    from plugin_server.plugins.hooks import export_retry_delay
+    from plugin_server.plugins.logs import SHIP_RETRY
+    from workers.pool import RESTART
+
+    assert [BATCH_RETRY.decide(DOWN, n) for n in range(1, 13)] == pytest.approx(BATCH_DELAYS)
+    assert [RESTART.decide(DOWN, n) for n in range(1, 10)] == WORKER_RESTART_DELAYS
+    assert [SHIP_RETRY.decide(DOWN, n) for n in range(1, 8)] == LOG_SHIP_DELAYS
+    setup = [None if n >= runtime.SETUP_ATTEMPTS else runtime.SETUP_FIRST_DELAY * 2 ** (n - 1) for n in range(1, 12)]
+    assert setup == PLUGIN_SETUP_DELAYS
+    assert [export_retry_delay(retries) for retries in range(17)] == EXPORT_DELAYS
