@@ -1,45 +1,29 @@
-"""`plugin-server plugins ...`: install, update and reload plugins, and read their logs, without
-the HTTP API (operators and tests).
+"""`plugin-server plugins ...`: the CLI's wiring of plugin administration (plugin_server/plugins/
+admin.py, which does the work on the stores it is handed) from Settings.
 
-- install: validates the folder or archive (vm/package.py: plugin.json, the sandbox policy for
-  every file, the config against the schema), writes the plugin, its sources and an enabled
-  config to Postgres in one transaction, and publishes `reload-plugins`.
-- update: replaces an installed plugin's sources (validated the same way) and publishes.
-- logs: a config's entries from ClickHouse `plugin_log_entries`, oldest first.
+- install, update: Postgres (plugin and team stores) and Redis (the reload channel); the package
+  and the config are checked before anything is opened.
+- reload: Redis only.
+- logs: ClickHouse only. A ClickHouse server is read through the adapter; an embedded chDB, which
+  only the server process may open, through the running server's /query endpoint.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from plugin_server.app.config import Settings
-from plugin_server.core.errors import PluginServerError
 from plugin_server.ops import tools
+from plugin_server.plugins import admin
+from plugin_server.plugins.admin import ClickHouseLogReader, PluginAdminError, ReloadChannel
+from plugin_server.storage.clickhouse import open_clickhouse
 from plugin_server.storage.plugins import Attachment, PluginStore
 from plugin_server.storage.postgres import open_postgres
-from plugin_server.storage.redis import open_redis
+from plugin_server.storage.redis import Redis, open_redis
 from plugin_server.storage.teams import TeamStore
-from vm import config_schema
-from vm.package import PackageError, load_package
-
-MAX_ATTACHMENT_BYTES = 10_000_000
-LOGS_SQL = """
-SELECT toString(timestamp) AS timestamp, source, type, message, toString(instance_id) AS instance_id,
-    plugin_id, plugin_config_id, team_id
-FROM (
-    SELECT * FROM plugin_log_entries
-    WHERE plugin_config_id = {config_id} AND timestamp >= parseDateTime64BestEffort('{since}', 6)
-    ORDER BY timestamp
-    LIMIT {limit}
-)
-ORDER BY timestamp"""
-
-
-class PluginAdminError(PluginServerError):
-    """An install or update the operator must fix (bad folder, config, team)."""
 
 
 def parse_assignments(pairs: list[str] | None, what: str) -> dict[str, str]:
@@ -54,72 +38,61 @@ def parse_assignments(pairs: list[str] | None, what: str) -> dict[str, str]:
 
 
 def _attachments(pairs: dict[str, str]) -> list[Attachment]:
+    """KEY=PATH attachments read from disk."""
     out = []
     for key, path in pairs.items():
         file = Path(path)
         if not file.is_file():
             raise PluginAdminError(f"attachment {key!r}: no file {path}")
-        contents = file.read_bytes()
-        if len(contents) > MAX_ATTACHMENT_BYTES:
-            raise PluginAdminError(f"attachment {key!r}: larger than {MAX_ATTACHMENT_BYTES} bytes")
-        content_type = "application/json" if file.suffix == ".json" else "application/octet-stream"
-        out.append(Attachment(key, content_type, file.name, contents))
+        out.append(admin.attachment(key, file.name, file.read_bytes()))
     return out
+
+
+def _reload_channel(settings: Settings, redis: Redis) -> ReloadChannel:
+    return ReloadChannel(redis=redis, channel=settings.plugins_reload_pubsub_channel)
 
 
 async def install(
     settings: Settings, path: Path, *, team_id: int, config: dict[str, str], order: int, attachments: dict[str, str]
 ) -> dict[str, Any]:
-    package = _load(path)
+    package = admin.read_package(path)
     files = _attachments(attachments)
-    try:
-        config_schema.validate(package.fields, config, attachments=frozenset(a.key for a in files))
-    except config_schema.ConfigError as exc:
-        raise PluginAdminError(f"config: {exc}") from None
-    async with open_postgres(settings.database_url, max_size=2) as pg:
-        if not await TeamStore(pg=pg).by_ids([team_id]):
-            raise PluginAdminError(f"no team with id {team_id}")
-        plugin_id, config_id = await PluginStore(pg=pg).install(
-            team_id=team_id, name=package.name, description=package.description, url=package.url,
-            config_schema=package.config_schema, capabilities=package.capabilities, sources=package.sources,
-            config=config, order=order, attachments=files,
+    admin.check_config(package, config, files)
+    async with open_postgres(settings.database_url, max_size=2) as pg, open_redis(settings.redis_url) as redis:
+        return await admin.install(
+            package, team_id=team_id, config=config, order=order, attachments=files,
+            plugins=PluginStore(pg=pg), teams=TeamStore(pg=pg), reload=_reload_channel(settings, redis),
         )  # fmt: skip
-    await reload(settings)
-    return {
-        "plugin_id": plugin_id,
-        "plugin_config_id": config_id,
-        "name": package.name,
-        "capabilities": package.capabilities,
-    }
 
 
 async def update(settings: Settings, path: Path, *, plugin_id: int) -> dict[str, Any]:
-    package = _load(path)
-    async with open_postgres(settings.database_url, max_size=2) as pg:
-        if await pg.fetchval("SELECT count(*) FROM posthog_plugin WHERE id = $1", plugin_id) == 0:
-            raise PluginAdminError(f"no plugin with id {plugin_id}")
-        store = PluginStore(pg=pg)
-        await store.update_sources(plugin_id, package.sources)
-        await store.set_capabilities(plugin_id, package.capabilities)
-    await reload(settings)
-    return {"plugin_id": plugin_id, "name": package.name, "capabilities": package.capabilities}
+    package = admin.read_package(path)
+    async with open_postgres(settings.database_url, max_size=2) as pg, open_redis(settings.redis_url) as redis:
+        return await admin.update(
+            package, plugin_id=plugin_id, plugins=PluginStore(pg=pg), reload=_reload_channel(settings, redis)
+        )
 
 
 async def reload(settings: Settings) -> int:
     """Publish on the reload channel; how many processes heard it."""
     async with open_redis(settings.redis_url) as redis:
-        return await redis.publish(settings.plugins_reload_pubsub_channel, b"reload")
+        return await _reload_channel(settings, redis).publish()
+
+
+class _ServerQuery:
+    """The running server's /query endpoint (ops/tools.py `query`), standing in for ClickHouse
+    when it is an embedded chDB that only the server process may open."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def query_json(self, sql: str) -> bytes:
+        return await tools.query(self._settings, sql)
 
 
 async def logs(settings: Settings, *, config_id: int, since: dt.datetime | None, limit: int) -> list[dict[str, Any]]:
-    start = (since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    sql = LOGS_SQL.format(config_id=int(config_id), since=start, limit=int(limit))
-    raw = await tools.query(settings, sql)
-    return [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
-
-
-def _load(path: Path):
-    try:
-        return load_package(path)
-    except PackageError as exc:
-        raise PluginAdminError(f"{path}: {exc}") from None
+    if urllib.parse.urlsplit(settings.clickhouse_url).scheme in ("http", "https"):
+        async with open_clickhouse(settings.clickhouse_url) as ch:
+            return await ClickHouseLogReader(clickhouse=ch).read(config_id=config_id, since=since, limit=limit)
+    reader = ClickHouseLogReader(clickhouse=_ServerQuery(settings))
+    return await reader.read(config_id=config_id, since=since, limit=limit)

@@ -45,6 +45,7 @@ VALUES ($1, $2, $3, NULL, now())
 ON CONFLICT ON CONSTRAINT unique_filename_for_plugin DO UPDATE SET source = EXCLUDED.source, updated_at = now()"""
 
 TOUCH_PLUGIN = "UPDATE posthog_plugin SET updated_at = now() WHERE id = $1"
+PLUGIN_EXISTS = "SELECT EXISTS (SELECT 1 FROM posthog_plugin WHERE id = $1)"
 
 INSERT_CONFIG = """
 INSERT INTO posthog_pluginconfig (team_id, plugin_id, enabled, "order", config)
@@ -217,6 +218,9 @@ class PluginStore:
             await conn.execute(TOUCH_PLUGIN, plugin_id)
 
         await self._pg.run_in_transaction(update)
+
+    async def plugin_exists(self, plugin_id: int) -> bool:
+        return bool(await self._pg.fetchval(PLUGIN_EXISTS, plugin_id))
 
     async def set_capabilities(self, plugin_id: int, capabilities: dict[str, Any]) -> None:
         await self._pg.execute(SET_CAPABILITIES, plugin_id, capabilities)

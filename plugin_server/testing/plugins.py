@@ -134,6 +134,10 @@ class InMemoryPluginStore:
         plugin.sources.update(written)
         plugin.updated_at = self._clock.now()
 
+    async def plugin_exists(self, plugin_id: int) -> bool:
+        await self._round_trip("plugin_exists")
+        return plugin_id in self.plugins
+
     async def set_capabilities(self, plugin_id: int, capabilities: dict[str, Any]) -> None:
         await self._round_trip("set_capabilities")
         written = pgv.jsonb(capabilities)

@@ -170,6 +170,13 @@ async def test_sources_of_an_unknown_plugin_are_refused(subject):
     await s.store.update_sources(MISSING, {})  # nothing to insert: no error
 
 
+async def test_a_plugin_exists_once_installed(subject):
+    s = subject
+    plugin_id, _ = await s.install()
+    assert await s.store.plugin_exists(plugin_id)
+    assert not await s.store.plugin_exists(MISSING)
+
+
 async def test_capabilities_do_not_make_a_new_revision(subject):
     s = subject
     plugin_id, config_id = await s.install()
