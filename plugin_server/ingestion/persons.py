@@ -27,7 +27,7 @@ import datetime as dt
 import uuid as uuid_lib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 import trio
 
@@ -35,6 +35,18 @@ from plugin_server.core import jsonx, logs, metrics
 from plugin_server.core.bounded import remember
 from plugin_server.core.errors import PluginServerError
 from plugin_server.ingestion.event import IngestionWarning, PersonView, PipelineEvent
+from plugin_server.ingestion.merge_decision import (
+    AlreadyLinked,
+    Create,
+    Ignore,
+    Link,
+    Merge,
+    MergeDecision,
+    Owner,
+    Refuse,
+    decide_merge,
+    screen_merge,
+)
 from plugin_server.ingestion.person_cache import Held, SharedStates, StateCache
 from plugin_server.ingestion.person_properties import (
     PropertyState,
@@ -42,7 +54,7 @@ from plugin_server.ingestion.person_properties import (
     initial,
 )
 from plugin_server.ingestion.person_properties import merge as merge_states
-from plugin_server.ingestion.person_rules import is_illegal_distinct_id, merge_ids
+from plugin_server.ingestion.person_rules import merge_ids
 from plugin_server.ingestion.results import Ok
 from plugin_server.storage.persons import (
     AlreadyExists,
@@ -296,67 +308,75 @@ class PersonsStep:
     async def _merge_event(
         self, event: PipelineEvent, ids: tuple[str, str], batch: PersonBatch, warnings: list[IngestionWarning]
     ) -> _Person | None:
+        """Carry out what `decide_merge` says, deciding again from a fresh read whenever a write
+        loses a race. None: the event is an ordinary event of its own distinct id."""
         other_id, into_id = ids
-        if other_id == into_id:
-            return None
-        illegal = next((i for i in (into_id, other_id) if is_illegal_distinct_id(i)), None)
-        if illegal is not None:
-            legal = other_id if illegal == into_id else into_id
-            warnings.append(
-                IngestionWarning(
-                    "cannot_merge_with_illegal_distinct_id",
-                    {"illegalDistinctId": illegal, "otherDistinctId": legal, "eventUuid": event.uuid},
-                )
-            )
+        screened = screen_merge(other_id, into_id, event_uuid=event.uuid)
+        if screened is not None:  # decided by the ids alone: no lock taken, no person read
+            if isinstance(screened, Refuse):
+                warnings.append(screened.warning)
             return None
         team_id, _ = event.resolved()
         for attempt in range(WRITE_ATTEMPTS):
             async with batch.locked(team_id, other_id, into_id):
-                other = batch.by_distinct_id.get((team_id, other_id))
-                into = batch.by_distinct_id.get((team_id, into_id))
-                created = False
+                persons = {d: batch.by_distinct_id.get((team_id, d)) for d in ids}
+                owners = {d: None if p is None else Owner(p.record.uuid, p.is_identified) for d, p in persons.items()}
+                decision = decide_merge(
+                    event.event, other_id, into_id, other=owners[other_id], into=owners[into_id], event_uuid=event.uuid
+                )
                 try:
-                    if into is None:
-                        if other is None:
-                            person = await self._try_create(
-                                event, [into_id, other_id], batch, identified=True, attempt=attempt
-                            )
-                            created = True
-                        else:
-                            await self._store.add_distinct_id(other.record, into_id)
-                            person = other
-                            batch.bind(person, team_id, [into_id], version=0)
-                    elif other is None:
-                        await self._store.add_distinct_id(into.record, other_id)
-                        person = into
-                        batch.bind(person, team_id, [other_id], version=0)
-                    elif other is into:
-                        person = into
-                        await self._resync_ids(person, batch)
-                    elif event.event == "$merge_dangerously" or not other.is_identified:
-                        person = await self._merge_persons(into, other, batch)
-                    else:
-                        warnings.append(
-                            IngestionWarning(
-                                "cannot_merge_already_identified",
-                                {
-                                    "sourcePersonDistinctId": other_id,
-                                    "targetPersonDistinctId": into_id,
-                                    "eventUuid": event.uuid,
-                                },
-                            )
-                        )
-                        person = into
+                    person = await self._carry_out(decision, event, into_id, persons, batch, attempt=attempt)
                 except (AlreadyExists, VersionConflict):
                     await self._refresh(batch, team_id, [other_id, into_id])
                     continue
-            if not created:
+            if isinstance(decision, Refuse):
+                warnings.append(decision.warning)
+            if person is None:
+                return None
+            if not isinstance(decision, Create):  # a created person already has the event's properties
                 self._apply(person, event)
             if not person.is_identified:
                 person.is_identified = True
                 person.dirty = True
             return person
         raise PersonWriteConflict(f"could not merge {other_id!r} into {into_id!r} in team {team_id}")
+
+    async def _carry_out(
+        self,
+        decision: MergeDecision,
+        event: PipelineEvent,
+        into_id: str,
+        persons: dict[str, _Person | None],
+        batch: PersonBatch,
+        *,
+        attempt: int,
+    ) -> _Person | None:
+        """One attempt at `decision`, under the locks of both ids: the person the event goes to,
+        or None for nobody. AlreadyExists or VersionConflict: a write lost a race."""
+        match decision:
+            case Ignore():
+                return None
+            case Refuse(to_into=to_into):
+                return persons[into_id] if to_into else None
+            case Create(distinct_ids=distinct_ids):
+                return await self._try_create(event, list(distinct_ids), batch, identified=True, attempt=attempt)
+            case Link(distinct_id=distinct_id, to=to):
+                owner = persons[to]
+                assert owner is not None, "Link names an id that has a person"
+                await self._store.add_distinct_id(owner.record, distinct_id)
+                batch.bind(owner, event.resolved()[0], [distinct_id], version=0)
+                return owner
+            case AlreadyLinked():
+                into = persons[into_id]
+                assert into is not None, "AlreadyLinked: both ids have a person"
+                await self._resync_ids(into, batch)
+                return into
+            case Merge(other=merged_id, into=kept_id):
+                other, into = persons[merged_id], persons[kept_id]
+                assert other is not None and into is not None, "Merge: both ids have a person"
+                return await self._merge_persons(into, other, batch)
+            case _:
+                assert_never(decision)
 
     async def _merge_persons(self, into: _Person, other: _Person, batch: PersonBatch) -> _Person:
         into_before, other_before = into.state, other.state
