@@ -25,14 +25,13 @@ from plugin_server.core import logs
 from plugin_server.core.errors import PluginServerError
 from plugin_server.core.health import ConsumerStatus
 from plugin_server.core.net import free_port
-from plugin_server.core.retry import Backoff
+from plugin_server.core.retry import WORKER_RESTART
 
 log = logs.get(__name__)
 READY_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 1.0
 # A child that ran this long before dying is considered to have been healthy: backoff restarts.
 STABLE_SECONDS = 60.0
-RESTART = Backoff(initial=0.5, factor=2.0, maximum=30.0)
 
 
 class WorkerCrashed(PluginServerError):
@@ -111,8 +110,8 @@ class WorkerPool:
             if self._stopping:
                 return
             failures = 1 if time.monotonic() - began > STABLE_SECONDS else failures + 1
-            delay = RESTART.decide(WorkerCrashed(f"worker {index} exited with {proc.returncode}"), failures)
-            assert delay is not None, "RESTART has no attempt limit and WorkerCrashed is retryable"
+            delay = WORKER_RESTART.decide(WorkerCrashed(f"worker {index} exited with {proc.returncode}"), failures)
+            assert delay is not None, "WORKER_RESTART has no attempt limit and WorkerCrashed is retryable"
             log.error("ingestion worker exited; restarting", worker=index, code=proc.returncode, restart_in_s=delay)
             await trio.sleep(delay)
 

@@ -8,9 +8,10 @@
   `exportEventsBufferBytes` (PostHog's keys and bounds). The consumer's batch is the buffer, so
   the age limit is the async consumer's batch wait: offsets are committed only after every
   export of the batch ran, so a crash never loses an event to be exported.
-- `export_retry_delay(retries)` is the one retry policy (PostHog: 3 s * 2^(retries+1), at most
-  15 retries): a `RetryError` from `export_events` enqueues the batch as the job
-  `export_events_with_retry` at that delay; the job runner calls `export_events` again.
+- A `RetryError` from `export_events` is reported (`AsyncReport.retries`); the runtime enqueues
+  the batch as the job `export_events_with_retry` at the delay of `EXPORT_RETRY`
+  (plugin_server/core/retry.py; PostHog: 3 s * 2^(retries+1), at most 15 retries); the job runner
+  calls `export_events` again.
 - A service outage met inside meta is not the plugin's error: the call raises it, retryable
   (plugin_server/plugins/meta/outage.py), and the consumer retries the batch.
 """
@@ -27,15 +28,7 @@ from plugin_server.plugins.loaded import LoadedConfig
 from vm.errors import PluginRuntimeError, PluginTimeout, SandboxError
 
 EXPORT_RETRY_JOB = "export_events_with_retry"
-MAX_EXPORT_RETRIES = 15
 BUFFER_BYTES = (1_048_576, 1, 100 * 1_048_576)  # default, min, max (exportEventsBufferBytes)
-
-
-def export_retry_delay(retries_so_far: int) -> float | None:
-    """Seconds until the next export attempt after `retries_so_far` retries; None: give up."""
-    if retries_so_far >= MAX_EXPORT_RETRIES:
-        return None
-    return 3.0 * 2.0 ** (retries_so_far + 1)
 
 
 def processed_event(row: dict[str, Any]) -> dict[str, Any]:

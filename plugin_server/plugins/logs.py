@@ -20,7 +20,7 @@ from prometheus_client import Counter
 
 from plugin_server.core import jsonx, logs
 from plugin_server.core.errors import PluginServerError
-from plugin_server.core.retry import Backoff
+from plugin_server.core.retry import LOG_SHIP_RETRY
 from plugin_server.storage.sinks import Sink
 from plugin_server.storage.tables import PLUGIN_LOG_TABLE, Row, ch_datetime
 
@@ -31,8 +31,6 @@ TYPES = ("DEBUG", "LOG", "INFO", "WARN", "ERROR")
 MAX_MESSAGE_CHARS = 50_000  # PostHog drops longer messages; we cut them and say so
 BUFFER_ENTRIES = 100_000
 FLUSH_SECONDS = 1.0
-# Logs wait out a short outage; past that they are dropped (and counted) rather than piling up.
-SHIP_RETRY = Backoff(initial=0.5, max_attempts=6)
 # posthog_plugin.log_level (2023 numbering): the lowest type kept for PLUGIN/CONSOLE entries.
 _LEVEL_DROPS = {
     0: (),
@@ -120,7 +118,7 @@ class LogShipper:
                 await self._sink.flush()
                 return
             except PluginServerError as exc:
-                delay = SHIP_RETRY.decide(exc, attempt)
+                delay = LOG_SHIP_RETRY.decide(exc, attempt)
                 if delay is None:
                     self._sink.reset()
                     LOG_ENTRIES_DROPPED.inc(len(rows))

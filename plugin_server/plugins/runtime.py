@@ -3,7 +3,8 @@ called, reloaded and torn down (REFERENCE.md 6.2-6.5, 6.8).
 
 - `run` (an actor) loads every active config before it reports started, then reloads on each
   message on the Redis channel `reload-plugins` and retries failed `setup_plugin`s with backoff
-  (3 s * 2^(attempt-1), at most `SETUP_ATTEMPTS`, then the config is disabled, as PostHog).
+  (`PLUGIN_SETUP_RETRY`: 3 s * 2^(attempt-1), at most 10 setups, then the config is disabled, as
+  PostHog).
 - A reload builds a new generation of chains (configs whose config or plugin `updated_at` did
   not change keep their instance); batches pin the generation they started with (`pinned`), so
   a batch in flight finishes with the plugins it began with: no event is dropped or processed
@@ -36,12 +37,12 @@ from prometheus_client import Counter, Gauge
 
 from plugin_server.core import logs
 from plugin_server.core.errors import PluginServerError
+from plugin_server.core.retry import EXPORT_RETRY, PLUGIN_SETUP_RETRY
 from plugin_server.plugins.chain import ChainReport, Progress, error_record, run_chain
 from plugin_server.plugins.hooks import (
     EXPORT_RETRY_JOB,
     AsyncReport,
     export_batches,
-    export_retry_delay,
     run_export,
     run_on_event,
 )
@@ -65,8 +66,6 @@ from vm.sandbox import CompiledPlugin, PluginInstance, compile_plugin
 log = logs.get(__name__)
 
 RELOAD_CHANNEL = "reload-plugins"
-SETUP_ATTEMPTS = 10
-SETUP_FIRST_DELAY = 3.0
 # A call past its timeout by this much is stuck in C code: the sandbox's ticks would have stopped it.
 STUCK_GRACE_SECONDS = 5.0
 WATCHDOG_INTERVAL = 0.25
@@ -273,10 +272,10 @@ class PluginRuntime:
     async def _setup_failed(self, loaded: LoadedConfig, exc: Exception) -> None:
         PLUGIN_ERRORS.labels(str(loaded.row.config_id), "setup_plugin").inc()
         attempts = loaded.setup_attempts
-        if attempts >= SETUP_ATTEMPTS:
+        delay = PLUGIN_SETUP_RETRY.decide(exc, attempts)
+        if delay is None:
             await self._disable(loaded, f"setup_plugin failed {attempts} times: {exc}")
             return
-        delay = SETUP_FIRST_DELAY * 2 ** (attempts - 1)
         loaded.next_setup = trio.current_time() + delay
         loaded.log("PLUGIN", "ERROR", f"setup_plugin failed (attempt {attempts}), retrying in {delay:g} s: {exc}")
         await self._record_errors({loaded.row.config_id: error_record(exc)})
@@ -438,7 +437,7 @@ class PluginRuntime:
     async def _enqueue_export_retry(
         self, config: LoadedConfig, batch: list[dict[str, Any]], jobs: JobQueueLike | None, *, retries_so_far: int
     ) -> None:
-        delay = export_retry_delay(retries_so_far)
+        delay = EXPORT_RETRY.delay(retries_so_far + 1)  # attempts: the calls that failed so far
         if delay is None or jobs is None:
             EXPORT_UNDELIVERED.labels(str(config.row.config_id)).inc(len(batch))
             config.log("SYSTEM", "ERROR", f"{len(batch)} events not exported: no retries left")

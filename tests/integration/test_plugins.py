@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -361,7 +362,8 @@ async def test_a_batch_in_flight_keeps_its_generation_through_a_reload(plugins):
 
 
 async def test_setup_failures_are_retried_with_backoff(plugins, monkeypatch):
-    monkeypatch.setattr(runtime_module, "SETUP_FIRST_DELAY", 0.05)
+    # real Postgres and threads: real time, so a quicker first delay (exact delays: tests/unit/plugins/test_setup_retry.py)
+    monkeypatch.setattr(runtime_module, "PLUGIN_SETUP_RETRY", replace(runtime_module.PLUGIN_SETUP_RETRY, initial=0.05))
     config_id = await plugins.install(
         "def setup_plugin(meta):\n    if meta.utils.cursor.increment('tries') < 3:\n        raise RuntimeError('not yet')\n"
         "def process_event(event, meta):\n    event['properties']['ready'] = True\n    return event\n"

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from plugin_server.core.errors import (
@@ -8,7 +10,16 @@ from plugin_server.core.errors import (
     ServiceUnavailable,
     StorageError,
 )
-from plugin_server.core.retry import BATCH_RETRY, Backoff, is_retryable
+from plugin_server.core.retry import (
+    BATCH_RETRY,
+    EXPORT_RETRY,
+    LOG_SHIP_RETRY,
+    PLUGIN_SETUP_RETRY,
+    WORKER_RESTART,
+    Backoff,
+    every_error,
+    is_retryable,
+)
 from plugin_server.ingestion.pipeline import RetryBatch
 
 DOWN = ServiceUnavailable("clickhouse", "connection refused")
@@ -110,24 +121,75 @@ def test_long_outage_keeps_the_capped_delay(attempts):
     assert BATCH_RETRY.decide(DOWN, attempts) == 30.0
 
 
-# -- today's schedules, pinned before they move into named policies ------------------------------
+# -- every named policy's schedule: delay after attempts 1, 2, 3, ... (None: give up) ------------
+# The tables were written from the code each policy replaced (Backoff literals in workers/pool.py
+# and plugins/logs.py, plugins/runtime.py's SETUP_FIRST_DELAY * 2^(attempt-1) with SETUP_ATTEMPTS,
+# plugins/hooks.py's export_retry_delay) and checked against it before the switch.
 
-BATCH_DELAYS = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0, 30.0]
-WORKER_RESTART_DELAYS = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
-LOG_SHIP_DELAYS = [0.5, 1.0, 2.0, 4.0, 8.0, None, None]  # 6 flushes in all, then the entries are dropped
-PLUGIN_SETUP_DELAYS = [3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 192.0, 384.0, 768.0, None, None]  # 10 setups
-EXPORT_DELAYS = [3.0 * 2.0 ** (n + 1) for n in range(15)] + [None, None]  # 6 s ... 98304 s, 15 retries
+SCHEDULES = {
+    "batch": (BATCH_RETRY, [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0, 30.0]),
+    "worker-restart": (WORKER_RESTART, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]),
+    "log-ship": (LOG_SHIP_RETRY, [0.5, 1.0, 2.0, 4.0, 8.0, None, None]),  # 6 flushes, then dropped
+    "plugin-setup": (
+        PLUGIN_SETUP_RETRY,  # PostHog: 3 s * 2^(attempt-1), 10 setups in all, then disabled
+        [3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 192.0, 384.0, 768.0, None, None],
+    ),
+    "export": (
+        EXPORT_RETRY,  # PostHog: 3 s * 2^(retries+1), at most 15 retries; attempts = retries + 1
+        [6.0, 12.0, 24.0, 48.0, 96.0, 192.0, 384.0, 768.0, 1536.0, 3072.0, 6144.0, 12288.0, 24576.0, 49152.0,
+         98304.0, None, None],
+    ),
+}  # fmt: skip
 
 
-def test_legacy_schedules_match_the_tables():
-    from plugin_server.plugins import runtime
-    from plugin_server.plugins.hooks import export_retry_delay
-    from plugin_server.plugins.logs import SHIP_RETRY
-    from workers.pool import RESTART
+@pytest.mark.parametrize(("policy", "delays"), SCHEDULES.values(), ids=SCHEDULES.keys())
+def test_schedule(policy, delays):
+    assert [policy.delay(n) for n in range(1, len(delays) + 1)] == pytest.approx(delays)
+    assert [policy.decide(DOWN, n) for n in range(1, len(delays) + 1)] == pytest.approx(delays)
 
-    assert [BATCH_RETRY.decide(DOWN, n) for n in range(1, 13)] == pytest.approx(BATCH_DELAYS)
-    assert [RESTART.decide(DOWN, n) for n in range(1, 10)] == WORKER_RESTART_DELAYS
-    assert [SHIP_RETRY.decide(DOWN, n) for n in range(1, 8)] == LOG_SHIP_DELAYS
-    setup = [None if n >= runtime.SETUP_ATTEMPTS else runtime.SETUP_FIRST_DELAY * 2 ** (n - 1) for n in range(1, 12)]
-    assert setup == PLUGIN_SETUP_DELAYS
-    assert [export_retry_delay(retries) for retries in range(17)] == EXPORT_DELAYS
+
+@pytest.mark.parametrize(
+    ("policy", "attempt_limit"),
+    [(BATCH_RETRY, None), (WORKER_RESTART, None), (LOG_SHIP_RETRY, 6), (PLUGIN_SETUP_RETRY, 10), (EXPORT_RETRY, 16)],
+    ids=SCHEDULES.keys(),
+)
+def test_attempt_limit(policy, attempt_limit):
+    assert policy.max_attempts == attempt_limit
+    if attempt_limit is not None:
+        assert policy.delay(attempt_limit - 1) is not None and policy.delay(attempt_limit) is None
+
+
+@pytest.mark.parametrize("retries", range(17))
+def test_export_retry_is_posthogs_schedule(retries):
+    """REFERENCE.md 6.6: retry n (from 0) waits 3 s * 2^(n+1); none after the 15th."""
+    expected = 3.0 * 2.0 ** (retries + 1) if retries < 15 else None
+    assert EXPORT_RETRY.delay(retries + 1) == expected
+
+
+@pytest.mark.parametrize("attempt", range(1, 12))
+def test_plugin_setup_retry_is_posthogs_schedule(attempt):
+    """REFERENCE.md 6.4: 3 s * 2^(attempt-1) after a failed setup, 10 setups in all."""
+    expected = 3.0 * 2 ** (attempt - 1) if attempt < 10 else None
+    assert PLUGIN_SETUP_RETRY.decide(RuntimeError("plugin raised"), attempt) == expected
+
+
+@pytest.mark.parametrize(
+    ("policy", "error", "retried"),
+    [
+        (BATCH_RETRY, StorageError("clickhouse", "syntax"), False),
+        (WORKER_RESTART, ValueError("x"), False),
+        (LOG_SHIP_RETRY, StorageError("clickhouse", "too large"), False),
+        (LOG_SHIP_RETRY, DOWN, True),
+        (PLUGIN_SETUP_RETRY, StorageError("postgres", "refused"), True),  # the caller chose to retry it
+        (PLUGIN_SETUP_RETRY, ValueError("plugin raised"), True),
+        (EXPORT_RETRY, ValueError("RetryError"), True),
+    ],
+    ids=["batch-permanent", "restart-foreign", "log-permanent", "log-outage", "setup-any", "setup-foreign", "export-any"],
+)  # fmt: skip
+def test_which_errors_each_policy_retries(policy, error, retried):
+    assert (policy.decide(error, 1) is not None) is retried
+
+
+def test_uncapped_policies_stay_finite():
+    assert PLUGIN_SETUP_RETRY.maximum == EXPORT_RETRY.maximum == math.inf
+    assert Backoff(initial=1.0, maximum=math.inf, retry_on=every_error).delay(10_000) == 2.0**64

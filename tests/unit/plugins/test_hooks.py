@@ -1,4 +1,5 @@
-"""Pure parts of the async side: processed events, export batching, the export retry policy."""
+"""Pure parts of the async side: processed events, export batching (the export retry policy,
+EXPORT_RETRY, is tested with the other policies in tests/unit/test_retry.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,7 @@ import json
 
 import pytest
 
-from plugin_server.plugins.hooks import MAX_EXPORT_RETRIES, export_batches, export_retry_delay, processed_event
-
-
-@pytest.mark.parametrize(
-    ("retries", "delay"), [(0, 6.0), (1, 12.0), (2, 24.0), (5, 192.0), (14, 3.0 * 2**15), (15, None), (40, None)]
-)
-def test_export_retry_delay_follows_posthog(retries, delay):
-    assert export_retry_delay(retries) == delay
-    assert MAX_EXPORT_RETRIES == 15
+from plugin_server.plugins.hooks import export_batches, processed_event
 
 
 def test_processed_event_from_an_events_row():
