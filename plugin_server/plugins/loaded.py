@@ -8,7 +8,7 @@ from typing import Any
 from plugin_server.core import jsonx
 from plugin_server.plugins.logs import LogTarget, PluginLogs
 from plugin_server.plugins.meta import Meta
-from plugin_server.plugins.meta.outage import plugin_call
+from plugin_server.plugins.meta.outage import PluginCall
 from plugin_server.storage.plugins import ConfigRow
 from vm.errors import SandboxError
 from vm.sandbox import PluginInstance
@@ -48,7 +48,7 @@ class LoadedConfig:
         plugin's functions goes through here. Raises what the sandbox raises (SandboxError), except
         when a meta call met a service outage: then that retryable error, however the plugin
         handled it (plugin_server/plugins/meta/outage.py)."""
-        with plugin_call() as call:
+        with PluginCall() as call:
             try:
                 result = self.instance.call(function, *args, timeout=self.timeout, log=self.print_log)
             except SandboxError:

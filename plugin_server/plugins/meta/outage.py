@@ -6,7 +6,7 @@ trusted to let the failure through (`except:` and `except BaseException:` are al
 PostHog's plugins), so two things happen, neither of which plugin code can undo:
 
 - the outage is recorded on the call in progress, a `PluginCall` that the host opens around every
-  call into plugin code (`plugin_call`, used by plugin_server/plugins/loaded.py) and that only host
+  call into plugin code (`LoadedConfig.run`, plugin_server/plugins/loaded.py) and that only host
   code holds (a context variable of this module, not reachable from the sandbox). When the call
   ends, however it ends (a value, the plugin's own exception, a timeout), the host raises the
   recorded error (`PluginCall.raise_outage`): the chain and the hooks let it through, and the batch
@@ -21,10 +21,8 @@ The plugin sees a message only (`<capability>: <error>`), never the host's excep
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from collections.abc import Iterator
-from typing import NoReturn
+from typing import NoReturn, Self
 
 from plugin_server.core.errors import PluginServerError
 from vm import budget
@@ -32,12 +30,25 @@ from vm.errors import SandboxError
 
 
 class PluginCall:
-    """One call into plugin code as meta sees it: the first outage met during it, if any."""
+    """One call into plugin code as meta sees it: the first outage met during it, if any.
 
-    __slots__ = ("outage",)
+    `with PluginCall() as call:` around the call, in the thread that runs it (a class, not a
+    generator context manager: it is entered once per plugin call, so per event and config)."""
+
+    __slots__ = ("_token", "outage")
 
     def __init__(self) -> None:
         self.outage: PluginServerError | None = None
+        self._token: contextvars.Token[PluginCall | None] | None = None
+
+    def __enter__(self) -> Self:
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
 
     def raise_outage(self) -> None:
         """Raise the recorded outage, if there is one (the host calls this when the call ended)."""
@@ -46,17 +57,6 @@ class PluginCall:
 
 
 _current: contextvars.ContextVar[PluginCall | None] = contextvars.ContextVar("plugin_call", default=None)
-
-
-@contextlib.contextmanager
-def plugin_call() -> Iterator[PluginCall]:
-    """The scope of one call into plugin code, in the thread that runs it."""
-    call = PluginCall()
-    token = _current.set(call)
-    try:
-        yield call
-    finally:
-        _current.reset(token)
 
 
 def fail_call(what: str, error: PluginServerError) -> None:
