@@ -36,7 +36,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from vm.budget import refuse, ticking
 from vm.safe_re import re_members
@@ -62,6 +62,7 @@ class ReadOnlyModule:
     """
 
     __slots__ = ()
+    members: ClassVar[frozenset[str]]  # set on each one-off class by read_only_module
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"module {self!r} is read-only")
@@ -77,7 +78,7 @@ class ReadOnlyModule:
         return f"<plugin module {type(self).__name__!r}>"
 
     def __dir__(self) -> list[str]:
-        return sorted(type(self).members)  # type: ignore[attr-defined]
+        return sorted(type(self).members)
 
 
 def read_only_module(name: str, members: dict[str, Any]) -> ReadOnlyModule:
@@ -391,7 +392,7 @@ def module_members(name: str) -> frozenset[str]:
     """The names a plugin may import from safe module `name` (for compile-time checks)."""
     if name == "random":
         return frozenset(_random_members(random.Random(0)))
-    return type(shared_modules()[name]).members  # type: ignore[attr-defined, no-any-return]
+    return type(shared_modules()[name]).members
 
 
 def instance_modules() -> dict[str, ReadOnlyModule]:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from vm.budget import Abort, Budget, pop, push
 from vm.errors import (
@@ -216,9 +216,9 @@ class PluginInstance:
                 file=f"{self.compiled.main}.py",
                 line=None,
             )
-        return value  # type: ignore[no-any-return]
+        return value
 
-    def _is_own(self, value: Any) -> bool:
+    def _is_own(self, value: Any) -> TypeGuard[types.FunctionType]:
         return isinstance(value, types.FunctionType) and id(value.__globals__) in self._globals_ids
 
     def capabilities(self) -> dict[str, list[str]]:

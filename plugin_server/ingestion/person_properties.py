@@ -196,10 +196,11 @@ class PropertyState:
 
     @property
     def properties(self) -> dict[str, Any]:
-        if self._properties is None:
+        properties = self._properties
+        if properties is None:
             properties = {name: op.value for name, s in self.by_key.items() if (op := s.deciding()) is not None}
             object.__setattr__(self, "_properties", properties)
-        return self._properties  # type: ignore[return-value]
+        return properties
 
     def to_columns(self) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
         """`(properties, properties_last_updated_at, properties_last_operation)`, all JSON-ready.
