@@ -119,6 +119,8 @@ class BatchConsumer:
             hosts=self._hosts, topics=self._topics, group_id=self._group_id, client_id=client_id
         ) as consumer:
             self.status.running = True
+            # Started means a member of the group: it holds its partitions (or knows it has none).
+            self.status.assigned = bool(await consumer.joined())
             task_status.started(self)
             log.info("consumer started", consumer=self.status.name, topics=self._topics, group=self._group_id)
             try:

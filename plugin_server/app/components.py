@@ -20,6 +20,7 @@ from plugin_server.app.deployment import Deployment
 from plugin_server.app.resources import Need, Resources
 from plugin_server.app.topics import row_topics
 from plugin_server.core.health import ConsumerStatus
+from plugin_server.http.server import App, HttpServer
 from plugin_server.ingestion.groups import GroupsStep
 from plugin_server.ingestion.person_cache import SharedStates
 from plugin_server.ingestion.persons import PersonsStep
@@ -129,6 +130,12 @@ def _async_hooks(r: Resources) -> list[Actor]:
     return [_consumer(r, "async", [s.clickhouse_json_events_kafka_topic], s.kafka_async_group, handle=handler)]
 
 
+def _http(r: Resources) -> list[Actor]:
+    s = r.settings
+    app = App(state=r.state, clickhouse=r.clickhouse_if_open, admin_token=s.plugin_server_admin_token)
+    return [HttpServer(app=app, host=s.http_host, port=s.http_port)]
+
+
 def _ingests(d: Deployment) -> bool:
     return d.mode in ("all", "ingestion")
 
@@ -168,13 +175,17 @@ ASYNC_HOOKS = Component(
     build=_async_hooks,
 )
 
+# Health, readiness, metrics and the query endpoint: up first, down last (stop stage 9), so
+# probes see a process that is starting or draining; it queries whatever engine is open.
+HTTP = Component(name="http", stage=9, enabled=lambda d: True, needs=lambda d: frozenset(), build=_http)
+
 # Every capability, in the order their actors are listed; a mode runs those of its components
 # that are enabled for the deployment. Modes with none say "not yet" (their issues are open).
 MODES: dict[str, tuple[Component, ...]] = {
-    "all": (INGESTION, WORKERS, WRITER, ASYNC_HOOKS),
-    "ingestion": (INGESTION, WORKERS),
-    "writer": (WRITER,),
-    "async": (ASYNC_HOOKS,),
+    "all": (INGESTION, WORKERS, WRITER, ASYNC_HOOKS, HTTP),
+    "ingestion": (INGESTION, WORKERS, HTTP),
+    "writer": (WRITER, HTTP),
+    "async": (ASYNC_HOOKS, HTTP),
     "jobs": (),
     "scheduler": (),
     "api": (),

@@ -24,7 +24,7 @@ from plugin_server.app.config import Settings
 from plugin_server.app.resources import Resources, open_resources
 from plugin_server.core import logs
 from plugin_server.core.health import ServerState
-from plugin_server.http.server import App, run_http
+from plugin_server.http.server import HttpServer
 
 log = logs.get(__name__)
 
@@ -65,19 +65,19 @@ class Server:
                 for stage in stages:
                     for actor in stage:
                         self.state.consumers.extend(actor.statuses)
-                app = App(
-                    state=self.state, clickhouse=resources.clickhouse_if_open, admin_token=s.plugin_server_admin_token
-                )
                 async with trio.open_nursery() as nursery:
                     if s.plugin_server_parent_pid:
                         nursery.start_soon(self._watch_parent, s.plugin_server_parent_pid)
                     for service in resources.services:
                         await nursery.start(service.run)
-                    port = await nursery.start(_serve_http, app, s.http_host, s.http_port)
                     async with trio.open_nursery() as actors:
+                        port = None
                         for stage in reversed(stages):  # the last to stop starts first
                             for actor in stage:
-                                await actors.start(actor.run)
+                                started = await actors.start(actor.run)
+                                if isinstance(started, HttpServer):
+                                    port = started.port
+                        assert port is not None, "every runnable mode serves HTTP"
                         self.state.ready = True
                         log.info(
                             "server ready", mode=s.plugin_server_mode, components=p.names, sink=p.deployment.sink,
@@ -122,9 +122,3 @@ def _stages(components: Sequence[Component], resources: Resources) -> list[list[
     for component in components:
         by_stage.setdefault(component.stage, []).extend(component.build(resources))
     return [by_stage[stage] for stage in sorted(by_stage)]
-
-
-async def _serve_http(
-    app: App, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-) -> None:
-    await run_http(app, host=host, port=port, task_status=task_status)

@@ -11,6 +11,7 @@ A plain ASGI app served by hypercorn on trio. Routes:
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 
@@ -22,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from plugin_server.core import logs
 from plugin_server.core.errors import PluginServerError, ServiceUnavailable
-from plugin_server.core.health import ServerState
+from plugin_server.core.health import ConsumerStatus, ServerState
 from plugin_server.storage.clickhouse import ClickHouse
 
 log = logs.get(__name__)
@@ -142,3 +143,32 @@ async def run_http(
         bound_port = int(binds[0].rsplit(":", 1)[1])
         log.info("http server listening", host=host, port=bound_port)
         task_status.started(bound_port)
+
+
+class HttpServer:
+    """The HTTP capability as an actor: serves `app` until asked to stop; `port` is the bound port
+    once started (the settings may ask for 0). It holds no consumer, so it reports no statuses."""
+
+    statuses: tuple[ConsumerStatus, ...] = ()
+
+    def __init__(self, *, app: App, host: str, port: int) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._scope = trio.CancelScope()
+        self.port: int | None = None
+        self.stopped = trio.Event()
+
+    def request_stop(self) -> None:
+        self._scope.cancel()
+
+    async def run(self, *, task_status: trio.TaskStatus[HttpServer] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self.port = await nursery.start(
+                        functools.partial(run_http, self._app, host=self._host, port=self._port)
+                    )
+                    task_status.started(self)
+        finally:
+            self.stopped.set()

@@ -130,6 +130,29 @@ async def test_kafka_produce_consume_commit_and_lag(aio, services, unique):
             assert await again.getmany(timeout_ms=500, max_records=100) == []
 
 
+async def test_a_member_is_joined_once_the_group_assigned_it_partitions_even_none(aio, services, unique):
+    """`joined()` returns the assignment the group gave, without consuming; a member beyond the
+    partition count joins with none instead of waiting for ever."""
+    topic, group = f"t{unique}_join", f"g{unique}_join"
+    await ensure_topics(hosts=services.kafka_hosts, topics=[topic], partitions=1)
+    hosts = services.kafka_hosts
+    with trio.fail_after(90):
+        async with open_consumer(hosts=hosts, topics=[topic], group_id=group, client_id="first") as first:
+            assert await first.joined() == {(topic, 0)}
+            async with open_consumer(hosts=hosts, topics=[topic], group_id=group, client_id="second") as second:
+
+                async def keep_polling() -> None:  # the first member rejoins the rebalance from its poll loop
+                    while True:
+                        await first.getmany(timeout_ms=100, max_records=1)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(keep_polling)
+                    owned = await second.joined()
+                    nursery.cancel_scope.cancel()
+            # One partition, two members: the second joined whether the group gave it the partition or none.
+            assert owned <= {(topic, 0)}
+
+
 async def read_all(hosts: str, topic: str, expected: int, group: str) -> list:
     seen: list = []
     with trio.fail_after(60):

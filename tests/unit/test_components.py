@@ -17,24 +17,24 @@ PLUGIN_HOST = {PROD, PG, REDIS, PLUGINS}
 
 # (mode, sink, workers, clickhouse) -> (components, the sink ingestion uses, worker processes, needs)
 PLANS = {
-    ("all", "direct", 1, CHDB): (("ingestion", "async"), "direct", 0, {CH, *PLUGIN_HOST}),
-    ("all", "kafka", 1, CHDB): (("ingestion", "writer", "async"), "kafka", 0, {CH, *PLUGIN_HOST}),
-    ("ingestion", "direct", 1, CHDB): (("ingestion",), "direct", 0, {CH, *PLUGIN_HOST}),
-    ("ingestion", "kafka", 1, CHDB): (("ingestion",), "kafka", 0, PLUGIN_HOST),
-    ("writer", "direct", 1, CHDB): (("writer",), "direct", 0, {CH, PROD}),
-    ("writer", "kafka", 1, CHDB): (("writer",), "kafka", 0, {CH, PROD}),
+    ("all", "direct", 1, CHDB): (("ingestion", "async", "http"), "direct", 0, {CH, *PLUGIN_HOST}),
+    ("all", "kafka", 1, CHDB): (("ingestion", "writer", "async", "http"), "kafka", 0, {CH, *PLUGIN_HOST}),
+    ("ingestion", "direct", 1, CHDB): (("ingestion", "http"), "direct", 0, {CH, *PLUGIN_HOST}),
+    ("ingestion", "kafka", 1, CHDB): (("ingestion", "http"), "kafka", 0, PLUGIN_HOST),
+    ("writer", "direct", 1, CHDB): (("writer", "http"), "direct", 0, {CH, PROD}),
+    ("writer", "kafka", 1, CHDB): (("writer", "http"), "kafka", 0, {CH, PROD}),
     # Several workers on chDB: they cannot share the engine, so rows go through Kafka to a writer here.
-    ("all", "direct", 3, CHDB): (("workers", "writer", "async"), "kafka", 3, {CH, *PLUGIN_HOST}),
-    ("all", "kafka", 3, CHDB): (("workers", "writer", "async"), "kafka", 3, {CH, *PLUGIN_HOST}),
-    ("ingestion", "direct", 2, CHDB): (("workers",), "kafka", 2, set()),  # the children open their own
+    ("all", "direct", 3, CHDB): (("workers", "writer", "async", "http"), "kafka", 3, {CH, *PLUGIN_HOST}),
+    ("all", "kafka", 3, CHDB): (("workers", "writer", "async", "http"), "kafka", 3, {CH, *PLUGIN_HOST}),
+    ("ingestion", "direct", 2, CHDB): (("workers", "http"), "kafka", 2, set()),  # the children open their own
     # Several workers on a ClickHouse server: each may insert directly; the plugins' logs go by Kafka.
-    ("all", "direct", 2, SERVER): (("workers", "async"), "direct", 2, PLUGIN_HOST),
-    ("all", "kafka", 2, SERVER): (("workers", "writer", "async"), "kafka", 2, {CH, *PLUGIN_HOST}),
-    ("writer", "direct", 4, SERVER): (("writer",), "direct", 0, {CH, PROD}),
+    ("all", "direct", 2, SERVER): (("workers", "async", "http"), "direct", 2, PLUGIN_HOST),
+    ("all", "kafka", 2, SERVER): (("workers", "writer", "async", "http"), "kafka", 2, {CH, *PLUGIN_HOST}),
+    ("writer", "direct", 4, SERVER): (("writer", "http"), "direct", 0, {CH, PROD}),
     # on_event / export_events alone: a ClickHouse server for its plugins' logs, never chDB
-    ("async", "direct", 1, CHDB): (("async",), "direct", 0, PLUGIN_HOST),
-    ("async", "kafka", 1, CHDB): (("async",), "kafka", 0, PLUGIN_HOST),
-    ("async", "direct", 1, SERVER): (("async",), "direct", 0, {CH, *PLUGIN_HOST}),
+    ("async", "direct", 1, CHDB): (("async", "http"), "direct", 0, PLUGIN_HOST),
+    ("async", "kafka", 1, CHDB): (("async", "http"), "kafka", 0, PLUGIN_HOST),
+    ("async", "direct", 1, SERVER): (("async", "http"), "direct", 0, {CH, *PLUGIN_HOST}),
     **{(mode, sink, 1, CHDB): ((), sink, 0, set()) for mode in ("jobs", "scheduler", "api") for sink in SINKS},
 }
 IDS = ["-".join(map(str, c[:3])) + ("-chdb" if c[3] == CHDB else "-server") for c in sorted(PLANS)]
@@ -82,7 +82,9 @@ def test_every_component_builds_from_exactly_the_resources_it_names(case):
     )
     for component in p.components:
         actors = component.build(resources)
-        assert actors and all(actor.statuses and not actor.stopped.is_set() for actor in actors)
+        assert actors and not any(actor.stopped.is_set() for actor in actors)
+        # every consumer reports its health; the HTTP server is the one actor without a consumer
+        assert all(actor.statuses for actor in actors) == (component.name != "http")
 
 
 def test_a_resource_not_named_is_refused_with_the_fix():
@@ -97,6 +99,7 @@ def test_runnable_modes_are_the_ones_that_run_something(mode):
         for workers in (1, 3):
             p = plan(Settings(plugin_server_mode=mode, ingestion_sink=sink, worker_concurrency=workers))
             assert bool(p.components) == runnable(mode)
+            assert not p.components or p.names[-1] == "http"  # every runnable mode serves its health
 
 
 def test_stages_stop_ingestion_before_the_writer_and_the_hooks_last():

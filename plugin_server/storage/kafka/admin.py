@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import trio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from trio_asyncio import aio_as_trio
 
 from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.storage.kafka import client
-from plugin_server.storage.kafka.client import TRANSLATED, translate
+from plugin_server.storage.kafka.client import TRANSLATED, bridged, translate
+
+T = TypeVar("T")
 
 
-async def _admin(hosts: str, what: str, operation: Callable[[AIOKafkaAdminClient], Any]) -> Any:
+async def _admin(hosts: str, what: str, operation: Callable[[AIOKafkaAdminClient], Awaitable[T]]) -> T:
     """`await operation(admin)` with a started admin client, always closed, within the start deadline."""
 
-    async def run() -> Any:
+    async def run() -> T:
         admin = AIOKafkaAdminClient(bootstrap_servers=hosts, client_id="plugin-server-admin")
         await admin.start()
         try:
@@ -27,7 +28,7 @@ async def _admin(hosts: str, what: str, operation: Callable[[AIOKafkaAdminClient
 
     try:
         with trio.fail_after(client.START_TIMEOUT_SECONDS):
-            return await aio_as_trio(run)()
+            return await bridged(run)
     except trio.TooSlowError as exc:
         raise ServiceUnavailable("kafka", f"{what} timed out") from exc
     except TRANSLATED as exc:

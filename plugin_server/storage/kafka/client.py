@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import aiokafka
 import aiokafka.errors
@@ -19,6 +19,15 @@ from plugin_server.core.errors import ServiceUnavailable, StorageError
 # A single capture message may be large (PostHog allows ~1 MB); fetch up to 16 MB per partition.
 FETCH_MAX_PARTITION_BYTES = 16 << 20
 START_TIMEOUT_SECONDS = 30.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def bridged(fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`await fn(...)` in asyncio, from trio, keeping the result's type (aio_as_trio is untyped)."""
+    result: T = await aio_as_trio(fn)(*args, **kwargs)
+    return result
 
 
 @dataclass(frozen=True, slots=True)

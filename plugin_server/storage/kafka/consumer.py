@@ -1,4 +1,4 @@
-"""A consumer-group member: getmany, commit (only explicitly), lag."""
+"""A consumer-group member: joined, getmany, commit (only explicitly), lag."""
 
 from __future__ import annotations
 
@@ -6,27 +6,57 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import aiokafka
-from trio_asyncio import aio_as_trio
+import trio
 
+from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.storage.kafka.client import (
     FETCH_MAX_PARTITION_BYTES,
     TRANSLATED,
     Message,
+    bridged,
     started,
     translate,
 )
+
+# How long a member may wait for the group to give it its partitions (even none) before its start
+# fails: a join waits for every other member to rejoin, which Kafka bounds by the rebalance timeout.
+JOIN_TIMEOUT_SECONDS = 120.0
+
+
+class _Joined(aiokafka.ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
+    """Tells trio when the group has assigned this member its partitions (possibly none). aiokafka
+    calls it in asyncio; the trio token hands the event to trio, from any context."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self._token.run_sync_soon(self.event.set)
 
 
 class KafkaConsumer:
     """A started consumer-group member. Offsets are committed only by `commit`."""
 
-    def __init__(self, consumer: aiokafka.AIOKafkaConsumer) -> None:
+    def __init__(self, consumer: aiokafka.AIOKafkaConsumer, joined: _Joined) -> None:
         self._consumer = consumer
+        self._joined = joined
+
+    async def joined(self) -> set[tuple[str, int]]:
+        """Wait until the group assigned this member its partitions (none, when the group has more
+        members than partitions), within JOIN_TIMEOUT_SECONDS; returns the assignment."""
+        with trio.move_on_after(JOIN_TIMEOUT_SECONDS):
+            await self._joined.event.wait()
+            return self.assignment()
+        raise ServiceUnavailable("kafka", f"the consumer group gave no assignment within {JOIN_TIMEOUT_SECONDS}s")
 
     async def getmany(self, *, timeout_ms: int, max_records: int) -> list[Message]:
         """Up to `max_records` messages, in offset order within each partition."""
         try:
-            batches = await aio_as_trio(self._consumer.getmany)(timeout_ms=timeout_ms, max_records=max_records)
+            batches = await bridged(self._consumer.getmany, timeout_ms=timeout_ms, max_records=max_records)
         except TRANSLATED as exc:
             raise translate(exc, "fetch") from exc
         return [
@@ -41,7 +71,7 @@ class KafkaConsumer:
             return
         tps = {aiokafka.TopicPartition(t, p): o for (t, p), o in offsets.items()}
         try:
-            await aio_as_trio(self._consumer.commit)(tps)
+            await bridged(self._consumer.commit, tps)
         except TRANSLATED as exc:
             raise translate(exc, "commit") from exc
 
@@ -59,7 +89,7 @@ class KafkaConsumer:
             return {(tp.topic, tp.partition): max(0, ends[tp] - await self._consumer.position(tp)) for tp in tps}
 
         try:
-            return await aio_as_trio(measure)()
+            return await bridged(measure)
         except TRANSLATED as exc:
             raise translate(exc, "lag") from exc
 
@@ -77,7 +107,6 @@ async def open_consumer(
 
     def make() -> aiokafka.AIOKafkaConsumer:
         return aiokafka.AIOKafkaConsumer(
-            *topics,
             bootstrap_servers=hosts,
             group_id=group_id,
             client_id=client_id,
@@ -86,5 +115,14 @@ async def open_consumer(
             max_partition_fetch_bytes=max_partition_fetch_bytes,
         )
 
+    joined = _Joined()
+
+    async def subscribe(consumer: aiokafka.AIOKafkaConsumer) -> None:
+        consumer.subscribe(topics=list(topics), listener=joined)
+
     async with started(make, "consumer") as consumer:
-        yield KafkaConsumer(consumer)
+        try:
+            await bridged(subscribe, consumer)
+        except TRANSLATED as exc:
+            raise translate(exc, "subscribe") from exc
+        yield KafkaConsumer(consumer, joined)

@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiokafka
-from trio_asyncio import aio_as_trio
 
-from plugin_server.storage.kafka.client import TRANSLATED, Record, started, translate
+from plugin_server.storage.kafka.client import TRANSLATED, Record, bridged, started, translate
 from plugin_server.storage.kafka.partitioner import partition_of
 
 # Producer: wait for all in-sync replicas, so "acked" means durable; batch for up to 5 ms.
@@ -37,7 +36,7 @@ class KafkaProducer:
         if not records:
             return
         try:
-            await aio_as_trio(self._send_all)(records)
+            await bridged(self._send_all, records)
         except TRANSLATED as exc:
             raise translate(exc, "produce") from exc
 
@@ -54,7 +53,9 @@ class KafkaProducer:
                 known = partitions[topic] = sorted(await producer.partitions_for(topic))
             if record.key is not None:
                 partition = partition_of(record.key, known)
-            elif (partition := sticky.get(topic)) is None:
+            elif (chosen := sticky.get(topic)) is not None:
+                partition = chosen
+            else:
                 partition = sticky[topic] = random.choice(known)
             builder = builders.get((topic, partition))
             if builder is not None and builder.append(key=record.key, value=record.value, timestamp=None) is not None:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import aiokafka
 import trio
-from trio_asyncio import aio_as_trio
 
 from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.storage.kafka import client
@@ -17,6 +16,7 @@ from plugin_server.storage.kafka.client import (
     FETCH_MAX_PARTITION_BYTES,
     TRANSLATED,
     Message,
+    bridged,
     partitions_of,
     started,
     translate,
@@ -37,7 +37,7 @@ async def topic_end_offsets(*, hosts: str, topic: str) -> dict[int, int]:
     async with started(make, "offsets reader") as consumer:
         try:
             with trio.fail_after(client.START_TIMEOUT_SECONDS):
-                return await aio_as_trio(measure)(consumer)
+                return await bridged(measure, consumer)
         except trio.TooSlowError as exc:
             raise ServiceUnavailable("kafka", "end offsets timed out") from exc
         except TRANSLATED as exc:
@@ -80,14 +80,20 @@ async def read_topic(*, hosts: str, topic: str, max_messages: int | None = None)
             return {}
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        return await consumer.end_offsets(tps)
+        ends: dict[aiokafka.TopicPartition, int] = await consumer.end_offsets(tps)
+        return ends
 
-    async def unread(consumer: aiokafka.AIOKafkaConsumer, ends: dict) -> dict[aiokafka.TopicPartition, int]:
+    async def unread(
+        consumer: aiokafka.AIOKafkaConsumer, ends: dict[aiokafka.TopicPartition, int]
+    ) -> dict[aiokafka.TopicPartition, int]:
         left = {tp: end - await consumer.position(tp) for tp, end in ends.items()}
         return {tp: n for tp, n in left.items() if n > 0}
 
     async def fetch(
-        consumer: aiokafka.AIOKafkaConsumer, ends: dict, confirmed: set, limit: int
+        consumer: aiokafka.AIOKafkaConsumer,
+        ends: dict[aiokafka.TopicPartition, int],
+        confirmed: set[aiokafka.TopicPartition],
+        limit: int,
     ) -> tuple[list[Message], int]:
         """One fetch from the partitions not read to their end yet: (messages, how many remain)."""
         pending = await unread(consumer, ends)
@@ -113,13 +119,13 @@ async def read_topic(*, hosts: str, topic: str, max_messages: int | None = None)
     async with started(make, "topic reader") as consumer:
         try:
             with trio.fail_after(client.START_TIMEOUT_SECONDS):
-                ends = await aio_as_trio(assign)(consumer)
+                ends = await bridged(assign, consumer)
             confirmed: set[aiokafka.TopicPartition] = set()
             remaining = sum(ends.values())  # non-zero while anything may be unread; exact after a fetch
             stalled_since = trio.current_time()
             while remaining and (max_messages is None or len(read) < max_messages):
                 limit = READ_BATCH if max_messages is None else min(READ_BATCH, max_messages - len(read))
-                messages, left = await aio_as_trio(fetch)(consumer, ends, confirmed, limit)
+                messages, left = await bridged(fetch, consumer, ends, confirmed, limit)
                 read.extend(messages)
                 if messages or left < remaining:
                     stalled_since = trio.current_time()
@@ -183,7 +189,9 @@ async def log_ranges(*, hosts: str, topics: Sequence[str]) -> dict[tuple[str, in
             consumer.seek(tp, ends[tp])
         return {tp: LogRange(beginnings[tp], ends[tp]) for tp in tps}
 
-    async def probe(consumer: aiokafka.AIOKafkaConsumer, pending: list[aiokafka.TopicPartition]) -> dict:
+    async def probe(
+        consumer: aiokafka.AIOKafkaConsumer, pending: list[aiokafka.TopicPartition]
+    ) -> dict[aiokafka.TopicPartition, int]:
         """One poll; the high watermarks known so far of `pending`."""
         await consumer.getmany(*pending, timeout_ms=PROBE_POLL_MS, max_records=1)
         return {tp: hw for tp in pending if (hw := consumer.highwater(tp)) is not None}
@@ -191,11 +199,11 @@ async def log_ranges(*, hosts: str, topics: Sequence[str]) -> dict[tuple[str, in
     async with started(make, "offsets reader") as consumer:
         try:
             with trio.fail_after(client.START_TIMEOUT_SECONDS):
-                ranges = await aio_as_trio(listed)(consumer)
+                ranges = await bridged(listed, consumer)
             with trio.move_on_after(PROBE_SECONDS):
                 pending = list(ranges)
                 while pending:
-                    for tp, highwater in (await aio_as_trio(probe)(consumer, pending)).items():
+                    for tp, highwater in (await bridged(probe, consumer, pending)).items():
                         ranges[tp] = LogRange(ranges[tp].beginning, max(ranges[tp].end, highwater))
                         pending.remove(tp)
         except trio.TooSlowError as exc:
@@ -233,7 +241,7 @@ class OffsetsReader:
 
         try:
             with trio.fail_after(client.START_TIMEOUT_SECONDS):
-                return await aio_as_trio(fetch)(self._consumer)
+                return await bridged(fetch, self._consumer)
         except trio.TooSlowError as exc:
             raise ServiceUnavailable("kafka", f"committed offsets of {self._group_id} timed out") from exc
         except TRANSLATED as exc:
