@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import trio
 
 from plugin_server.app.config import Settings
@@ -164,7 +165,7 @@ def partition_lags(
     return tuple(rows)
 
 
-def job_task(row: Mapping[str, Any]) -> JobTask:
+def job_task(row: Mapping[str, Any] | asyncpg.Record) -> JobTask:
     oldest = row["oldest_due_seconds"]
     return JobTask(
         task=str(row["task_identifier"]),
@@ -202,7 +203,7 @@ def error_fields(error: Any) -> tuple[str, str | None]:
     return one_line(json.dumps(error, default=str)), None
 
 
-def plugin_error(row: Mapping[str, Any]) -> PluginError:
+def plugin_error(row: Mapping[str, Any] | asyncpg.Record) -> PluginError:
     message, time = error_fields(row["error"])
     return PluginError(
         config_id=int(row["config_id"]),

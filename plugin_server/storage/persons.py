@@ -313,6 +313,7 @@ class PersonStore:
             )  # fmt: skip
             moved = await conn.fetch(MOVE_DISTINCT_IDS, into.team_id, other.id, into.id)
             gone = await conn.fetchrow(DELETE_PERSON, other.team_id, other.id)
+            assert gone is not None, "locked above at the version read, so the row is there to delete"
             deleted = Tombstone(
                 other.team_id, other.uuid, other.id, gone["version"], gone["is_identified"], gone["created_at"]
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import orjson
@@ -82,7 +82,8 @@ class Postgres:
 
         async def run() -> T:
             async with self._pool.acquire() as conn, conn.transaction():
-                return await fn(conn)
+                # the pool hands out a proxy that forwards every Connection method to its connection
+                return await fn(cast(asyncpg.Connection, conn))
 
         return await self._call("transaction", run)
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from plugin_server.storage.postgres import Postgres
 
 TEAM_COLUMNS = "id, uuid::text AS uuid, name, api_token, anonymize_ips"
@@ -25,7 +27,7 @@ class Team:
     anonymize_ips: bool
 
 
-def _team(row: Mapping[str, Any]) -> Team:
+def _team(row: Mapping[str, Any] | asyncpg.Record) -> Team:
     return Team(
         id=row["id"], uuid=row["uuid"], name=row["name"], api_token=row["api_token"], anonymize_ips=row["anonymize_ips"]
     )
