@@ -362,7 +362,7 @@ async def test_a_batch_in_flight_keeps_its_generation_through_a_reload(plugins):
 
 
 async def test_setup_failures_are_retried_with_backoff(plugins, monkeypatch):
-    # real Postgres and threads: real time, so a quicker first delay (exact delays: tests/unit/plugins/test_setup_retry.py)
+    # real Postgres and threads: real time, so a quicker first delay (exact delays: tests/unit/plugins/test_runtime_timers.py)
     monkeypatch.setattr(runtime_module, "PLUGIN_SETUP_RETRY", replace(runtime_module.PLUGIN_SETUP_RETRY, initial=0.05))
     config_id = await plugins.install(
         "def setup_plugin(meta):\n    if meta.utils.cursor.increment('tries') < 3:\n        raise RuntimeError('not yet')\n"
