@@ -11,25 +11,36 @@ from plugin_server.storage.kafka.producer import open_producer
 from plugin_server.storage.kafka.reader import committed_offsets
 from workers.consumer import BatchConsumer
 
+# How long the first write waits for the next batch's prepare. With the messages already in the
+# topic the prepare comes within a poll; a loop that waited for the write first would never
+# prepare it, and the write gives up after this (the test then fails on `overlapped`).
+OVERLAP_PATIENCE_SECONDS = 15
+
 
 class StagedHandler:
+    """The first batch's write waits for the next batch's prepare: overlap is proven, not hoped
+    for (no sleeps). Records (what, first offset of the batch) in order."""
+
     def __init__(self) -> None:
-        self.timeline: list[tuple[str, int]] = []  # (what, first offset of the batch)
-        self.writing = False
-        self.overlapped = 0
+        self.timeline: list[tuple[str, int]] = []
+        self.next_prepared = trio.Event()
+        self.overlapped: bool | None = None  # set by the first write
 
     async def prepare(self, batch):
-        if self.writing:
-            self.overlapped += 1
         self.timeline.append(("prepare", batch[0].offset))
-        await trio.sleep(0.01)
+        if self.timeline[0] != ("prepare", batch[0].offset):  # any batch after the first
+            self.next_prepared.set()
+        await trio.lowlevel.checkpoint()
         return [m.offset for m in batch]
 
     async def write(self, batch, prepared):
-        self.writing = True
         self.timeline.append(("write", prepared[0]))
-        await trio.sleep(0.2)  # a slow sink
-        self.writing = False
+        if self.overlapped is None:
+            with trio.move_on_after(OVERLAP_PATIENCE_SECONDS):
+                await self.next_prepared.wait()
+            self.overlapped = self.next_prepared.is_set()
+        await trio.lowlevel.checkpoint()
+        self.timeline.append(("written", prepared[0]))
 
     async def __call__(self, batch):  # the one-step interface, unused when staged
         raise AssertionError("a staged handler is called in stages")
@@ -51,9 +62,14 @@ async def test_writes_overlap_the_next_prepare_and_commit_in_order(aio, settings
             while consumer.status.consumed < 60:
                 await trio.sleep(0.05)
             consumer.request_stop()
+    assert handler.overlapped is True  # the second batch was prepared while the first was being written
+    first = handler.timeline[0][1]
+    second = next(offset for what, offset in handler.timeline if what == "prepare" and offset != first)
+    assert handler.timeline.index(("prepare", second)) < handler.timeline.index(("written", first))
     writes = [offset for what, offset in handler.timeline if what == "write"]
-    assert writes == sorted(writes) and len(writes) >= 2
-    assert handler.overlapped >= 1  # some batch was prepared while the previous one was written
+    assert writes == sorted(writes) and len(writes) >= 2 and writes[0] == first == 0
+    written = [offset for what, offset in handler.timeline if what == "written"]
+    assert written == writes  # one write at a time, in batch order
     committed = await committed_offsets(hosts=settings.kafka_hosts, group_id=group, partitions=[(topic, 0)])
     assert committed == {(topic, 0): 60}
 
