@@ -1,7 +1,8 @@
 """Enqueueing jobs in Postgres (`plugin_server_jobs`, migrations/postgres/0001_initial.sql).
 
-Only the producing side lives here today: plugins enqueue through `meta.jobs` (plugin_server/plugins/meta.py). The
-worker that claims and runs jobs (SELECT ... FOR UPDATE SKIP LOCKED) is the jobs capability's.
+Only the producing side lives here today: plugins enqueue through `meta.jobs`
+(plugin_server/plugins/meta/jobs.py). The worker that claims and runs jobs (SELECT ... FOR UPDATE
+SKIP LOCKED) is the jobs capability's.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Plugins in Postgres (posthog_plugin, posthog_pluginconfig, posthog_pluginsourcefile,
 posthog_pluginattachment, posthog_pluginstorage): what runs for which team, and plugin storage.
 
-A thin adapter: the VM (vm/) decides what the rows mean. Which configs are active follows
+A thin adapter: the plugin host (plugin_server/plugins/) decides what the rows mean. Which configs are active follows
 PostHog (REFERENCE.md 6.2): enabled, and the team's organization (if it has one) allows plugins.
 """
 
@@ -106,7 +106,7 @@ class ConfigRow:
 
 
 class PluginStorageLike(Protocol):
-    """What plugins' `meta.storage` and `meta.utils.cursor` (plugin_server/plugins/meta.py) ask of
+    """What plugins' `meta.storage` and `meta.utils.cursor` (plugin_server/plugins/meta/storage.py, utils.py) ask of
     the plugin store: values per plugin config."""
 
     async def storage_get(self, config_id: int, key: str) -> str | None: ...

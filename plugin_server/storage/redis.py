@@ -43,7 +43,7 @@ class RedisKeysLike(Protocol):
 
 
 class RedisCacheLike(Protocol):
-    """What plugins' `meta.cache` (plugin_server/plugins/meta.py) asks of Redis: strings with an
+    """What plugins' `meta.cache` (plugin_server/plugins/meta/cache.py) asks of Redis: strings with an
     optional time to live, and the few other commands it sends (incr, pexpire, lpush, lrange,
     llen, lpop, lrem) answered as redis-py answers them."""
 
