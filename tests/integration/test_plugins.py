@@ -1,51 +1,35 @@
-"""The plugin runtime against real Postgres and Redis: chains, meta, errors, timeouts, reloads."""
+"""The plugin runtime against real Postgres, Redis and sockets: what needs them.
+
+Fetch's address policy talks to a real local server, and calls stuck outside Python block a real
+thread in a socket read. The runtime's other logic (chains, meta, errors, timeouts, reloads) runs
+on the in-memory stores in tests/unit/plugins/test_runtime.py; the stores are held to the real
+services' behaviour by the suites in tests/contract.
+"""
 
 from __future__ import annotations
 
 import json
 import socket
 import threading
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import trio
 
-from plugin_server.core.errors import ServiceUnavailable
 from plugin_server.plugins import runtime as runtime_module
-from plugin_server.plugins.logs import PluginLogs
-from plugin_server.plugins.runtime import PluginRuntime
 from plugin_server.storage.plugins import PluginStore
+from plugin_server.storage.postgres import Postgres
+from plugin_server.storage.redis import Redis
+from tests import plugins_world
+from tests.plugins_world import event, events
 
 
-class Plugins:
-    """Installs plugins for one team and runs a runtime over them."""
+class Plugins(plugins_world.Plugins):
+    """Installs plugins for one team in Postgres and runs a runtime over them."""
 
-    def __init__(self, pg, redis, team_id: int) -> None:
-        self.store = PluginStore(pg=pg)
+    def __init__(self, pg: Postgres, redis: Redis, team_id: int) -> None:
+        super().__init__(PluginStore(pg=pg), redis, team_id)
         self.pg = pg
-        self.redis = redis
-        self.team_id = team_id
-        self.logs = PluginLogs()
-
-    async def install(self, source: str, *, order: int = 0, config: dict | None = None, schema=None, name="p") -> int:
-        _, config_id = await self.store.install(
-            team_id=self.team_id, name=name, description="", url="", config_schema=schema or [], capabilities={},
-            sources={"main.py": source, "plugin.json": json.dumps({"name": name})}, config=config or {}, order=order,
-        )  # fmt: skip
-        return config_id
-
-    def runtime(self, **overrides) -> PluginRuntime:
-        options = {"task_timeout": 2.0, "threads": 2, "channel": f"reload-{self.team_id}"} | overrides
-        return PluginRuntime(store=self.store, redis=self.redis, logs=self.logs, **options)
-
-    async def process(self, runtime: PluginRuntime, events: list[dict]) -> list[dict | None]:
-        async with runtime.pinned() as generation:
-            return await runtime.process_events(generation.chains.get(self.team_id, []), events)
-
-    def messages(self, config_id: int | None = None) -> list[tuple[str, str, str]]:
-        rows = [json.loads(r.line) for r in self.logs.drain()]
-        return [(r["source"], r["type"], r["message"]) for r in rows if config_id in (None, r["plugin_config_id"])]
 
 
 @pytest.fixture
@@ -53,129 +37,6 @@ async def plugins(pg, redis, team):
     world = Plugins(pg, redis, team["id"])
     yield world
     await pg.execute("UPDATE posthog_pluginconfig SET enabled = false WHERE team_id = $1", team["id"])
-
-
-def event(n: int, **properties) -> dict:
-    return {
-        "uuid": f"00000000-0000-4000-8000-{n:012d}", "event": "$pageview", "distinct_id": f"d{n}",
-        "properties": properties, "timestamp": None, "team_id": None, "ip": None, "site_url": "", "now": "",
-        "sent_at": None,
-    }  # fmt: skip
-
-
-def events(plugins: Plugins, count: int) -> list[dict]:
-    return [event(n) | {"team_id": plugins.team_id, "properties": {"n": n}} for n in range(count)]
-
-
-ADD = """
-def process_event(event, meta):
-    event["properties"]["seen_by"] = event["properties"].get("seen_by", []) + [meta.config["name"]]
-    return event
-"""
-DROP_ODD = """
-def process_event(event, meta):
-    return None if event["properties"]["n"] % 2 else event
-"""
-RAISE_TENTH = """
-def process_event(event, meta):
-    if event["properties"]["n"] % 10 == 0:
-        raise ValueError("no tens: " + str(event["properties"]["n"]))
-    event["properties"]["after_raise"] = True
-    return event
-"""
-NAME_SCHEMA = [{"key": "name", "type": "string", "required": True}]
-
-
-async def test_a_chain_runs_in_order_drops_and_survives_errors(plugins):
-    first = await plugins.install(ADD, order=1, config={"name": "first"}, schema=NAME_SCHEMA)
-    await plugins.install(RAISE_TENTH, order=2)
-    await plugins.install(DROP_ODD, order=3)
-    await plugins.install(ADD, order=4, config={"name": "last"}, schema=NAME_SCHEMA)
-    runtime = plugins.runtime()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        out = await plugins.process(runtime, events(plugins, 20))
-        nursery.cancel_scope.cancel()
-    for n, result in enumerate(out):
-        if n % 2:
-            assert result is None
-            continue
-        properties = result["properties"]
-        assert properties["seen_by"] == ["first", "last"]
-        assert properties.get("after_raise", False) is (n % 10 != 0)  # the raising plugin's change is not kept
-    errors = [m for m in plugins.messages() if m[1] == "ERROR"]
-    assert len(errors) == 2 and all("ValueError: no tens" in m[2] or "no tens" in m[2] for m in errors)
-    raising = await plugins.pg.fetchval(
-        'SELECT error FROM posthog_pluginconfig WHERE team_id = $1 AND "order" = 2', plugins.team_id
-    )
-    assert "no tens: 10" in raising["message"] and raising["event"]["uuid"].endswith("000000000010")
-    assert await plugins.store.error_of(first) is None
-
-
-async def test_changes_to_team_id_or_uuid_are_refused_and_the_event_keeps_its_value(plugins):
-    config_id = await plugins.install(
-        "def process_event(event, meta):\n    event['team_id'] = 999\n    event['event'] = 'changed'\n    return event\n"
-    )
-    runtime = plugins.runtime()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        (out,) = await plugins.process(runtime, events(plugins, 1))
-        nursery.cancel_scope.cancel()
-    assert out["event"] == "$pageview" and out["team_id"] == plugins.team_id
-    assert any("team_id" in m[2] for m in plugins.messages(config_id))
-
-
-async def test_invalid_configs_and_policy_violations_are_reported_not_loaded(plugins):
-    bad_config = await plugins.install(ADD, config={}, schema=NAME_SCHEMA)
-    bad_code = await plugins.install("import os\ndef process_event(event, meta):\n    return event\n")
-    runtime = plugins.runtime()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        (out,) = await plugins.process(runtime, events(plugins, 1))
-        nursery.cancel_scope.cancel()
-    assert out == events(plugins, 1)[0]  # neither ran
-    assert "'name' is required" in (await plugins.store.error_of(bad_config))["message"]
-    assert "main.py:1: import of 'os' is not allowed" in (await plugins.store.error_of(bad_code))["message"]
-    assert any("could not load" in m[2] for m in plugins.messages(bad_code))
-
-
-STORAGE = """
-def process_event(event, meta):
-    seen = meta.storage.get("seen", 0)
-    meta.storage.set("seen", seen + 1)
-    event["properties"]["seen"] = seen
-    event["properties"]["other"] = meta.storage.get("mine", "nothing")
-    meta.cache.set("last", event["properties"]["n"], 60)
-    event["properties"]["hits"] = meta.cache.incr("hits")
-    meta.cache.lpush("ns", [event["properties"]["n"]])
-    event["properties"]["ns"] = meta.cache.lrange("ns", 0, -1)
-    event["properties"]["cursor"] = meta.utils.cursor.increment("c", 5)
-    meta.metrics.increment("events")
-    meta.logger.info("saw", event["properties"]["n"])
-    print("printed", event["properties"]["n"])
-    return event
-"""
-
-
-async def test_meta_storage_cache_cursor_logs_are_namespaced_per_config(plugins):
-    a = await plugins.install(STORAGE, order=1)
-    b = await plugins.install(STORAGE, order=2)
-    await plugins.store.storage_set(b, "mine", json.dumps("b's"))
-    runtime = plugins.runtime()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        out = await plugins.process(runtime, events(plugins, 3))
-        nursery.cancel_scope.cancel()
-    # b runs after a and overwrites a's values: b's view is what the event carries
-    assert [e["properties"]["seen"] for e in out] == [0, 1, 2]
-    assert [e["properties"]["other"] for e in out] == ["b's"] * 3
-    assert [e["properties"]["hits"] for e in out] == [1, 2, 3]
-    assert out[-1]["properties"]["ns"] == ["2", "1", "0"] and out[-1]["properties"]["cursor"] == 15
-    assert json.loads(await plugins.store.storage_get(a, "seen")) == 3
-    assert await plugins.store.storage_get(a, "mine") is None
-    assert await plugins.redis.get(f"@plugin-config/{a}/last") == b"2"
-    messages = plugins.messages(a)
-    assert ("PLUGIN", "INFO", "saw 0") in messages and ("CONSOLE", "LOG", "printed 0") in messages
 
 
 def serve_once(status: int = 200, body: bytes = b'{"ok": true}'):
@@ -234,22 +95,6 @@ async def test_fetch_cannot_reach_private_addresses_unless_allowed(plugins, allo
     assert "only http(s) URLs" in third["fetch_error"]
 
 
-async def test_a_plugin_that_times_out_repeatedly_is_disabled(plugins):
-    config_id = await plugins.install("def process_event(event, meta):\n    while True:\n        pass\n")
-    runtime = plugins.runtime(task_timeout=0.2)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        out = await plugins.process(runtime, events(plugins, 5))
-        nursery.cancel_scope.cancel()
-    assert out == events(plugins, 5)  # every event went on unchanged
-    assert not await plugins.pg.fetchval("SELECT enabled FROM posthog_pluginconfig WHERE id = $1", config_id)
-    assert "consecutive timeouts" in (await plugins.store.error_of(config_id))["message"]
-    timeouts = [
-        m for m in plugins.messages(config_id) if m[2].startswith("process_event failed") and "timed out" in m[2]
-    ]
-    assert len(timeouts) == 3  # disabled after the third: the last two events did not wait
-
-
 @pytest.fixture
 def silent_url(monkeypatch):
     """A URL whose server accepts connections and never answers; stuck calls declared quickly."""
@@ -274,198 +119,6 @@ async def test_a_call_stuck_outside_python_is_abandoned_and_its_config_disabled(
     assert out[0]["properties"] == {"url": url}
     assert runtime.abandoned_threads == 1
     assert "did not return" in (await plugins.store.error_of(config_id))["message"]
-
-
-class FailingStore:
-    """A PluginStore whose storage reads fail as a Postgres outage would."""
-
-    def __init__(self, store):
-        self._store = store
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
-
-    async def storage_get(self, config_id, key):
-        raise ServiceUnavailable("postgres", "connection lost")
-
-
-async def test_a_service_outage_inside_meta_fails_the_batch_as_retryable(plugins):
-    await plugins.install(
-        "def process_event(event, meta):\n    try:\n        meta.storage.get('x')\n    except Exception:\n        pass\n    return event\n"
-    )
-    runtime = plugins.runtime()
-    runtime._store = FailingStore(plugins.store)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        for chain in runtime._generation.chains.values():
-            for config in chain:
-                config.meta.storage._store = runtime._store
-        with pytest.raises(ServiceUnavailable):
-            await plugins.process(runtime, events(plugins, 1))
-        nursery.cancel_scope.cancel()
-
-
-SETUP_TEARDOWN = """
-def setup_plugin(meta):
-    meta.global_["version"] = "VERSION"
-    meta.storage.set("setups", meta.storage.get("setups", 0) + 1)
-
-def teardown_plugin(meta):
-    meta.storage.set("torn_down", meta.global_["version"])
-
-def process_event(event, meta):
-    event["properties"]["version"] = meta.global_["version"]
-    return event
-"""
-
-
-async def test_reload_on_the_channel_swaps_versions_and_tears_down_the_old(plugins):
-    config_id = await plugins.install(SETUP_TEARDOWN.replace("VERSION", "v1"))
-    plugin_id = await plugins.pg.fetchval("SELECT plugin_id FROM posthog_pluginconfig WHERE id = $1", config_id)
-    runtime = plugins.runtime()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        (out,) = await plugins.process(runtime, events(plugins, 1))
-        assert out["properties"]["version"] == "v1"
-        await plugins.store.update_sources(plugin_id, {"main.py": SETUP_TEARDOWN.replace("VERSION", "v2")})
-        await plugins.redis.publish(f"reload-{plugins.team_id}", b"reload")
-        with trio.fail_after(10):
-            while True:
-                (out,) = await plugins.process(runtime, events(plugins, 1))
-                if out["properties"]["version"] == "v2":
-                    break
-                await trio.sleep(0.05)
-        nursery.cancel_scope.cancel()
-    assert json.loads(await plugins.store.storage_get(config_id, "torn_down")) == "v2"  # shutdown tore down v2
-    assert json.loads(await plugins.store.storage_get(config_id, "setups")) == 2
-
-
-async def test_a_batch_in_flight_keeps_its_generation_through_a_reload(plugins):
-    config_id = await plugins.install(SETUP_TEARDOWN.replace("VERSION", "old"))
-    plugin_id = await plugins.pg.fetchval("SELECT plugin_id FROM posthog_pluginconfig WHERE id = $1", config_id)
-    runtime = plugins.runtime()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        async with runtime.pinned() as generation:
-            await plugins.store.update_sources(plugin_id, {"main.py": SETUP_TEARDOWN.replace("VERSION", "new")})
-            nursery.start_soon(runtime.reload)
-            await trio.sleep(0.5)  # the reload is waiting for this batch
-            assert await plugins.store.storage_get(config_id, "torn_down") is None
-            out = await runtime.process_events(generation.chains[plugins.team_id], events(plugins, 1))
-            assert out[0]["properties"]["version"] == "old"
-        with trio.fail_after(10):
-            while json.loads(await plugins.store.storage_get(config_id, "torn_down") or "null") != "old":
-                await trio.sleep(0.05)
-        (out,) = await plugins.process(runtime, events(plugins, 1))
-        assert out["properties"]["version"] == "new"
-        nursery.cancel_scope.cancel()
-
-
-async def test_setup_failures_are_retried_with_backoff(plugins, monkeypatch):
-    # real Postgres and threads: real time, so a quicker first delay (exact delays: tests/unit/plugins/test_runtime_timers.py)
-    monkeypatch.setattr(runtime_module, "PLUGIN_SETUP_RETRY", replace(runtime_module.PLUGIN_SETUP_RETRY, initial=0.05))
-    config_id = await plugins.install(
-        "def setup_plugin(meta):\n    if meta.utils.cursor.increment('tries') < 3:\n        raise RuntimeError('not yet')\n"
-        "def process_event(event, meta):\n    event['properties']['ready'] = True\n    return event\n"
-    )
-    runtime = plugins.runtime()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        (out,) = await plugins.process(runtime, events(plugins, 1))
-        assert "ready" not in out["properties"]  # not set up yet: skipped
-        with trio.fail_after(15):
-            while "ready" not in (await plugins.process(runtime, events(plugins, 1)))[0]["properties"]:
-                await trio.sleep(0.1)
-        nursery.cancel_scope.cancel()
-    messages = [m[2] for m in plugins.messages(config_id)]
-    assert sum("setup_plugin failed" in m for m in messages) == 2
-    assert await plugins.store.error_of(config_id) is None  # cleared by the successful setup
-
-
-ON_EVENT = """
-def on_event(event, meta):
-    meta.utils.cursor.increment("seen")
-    if event["properties"].get("n") == 3:
-        raise ValueError("on_event dislikes 3")
-"""
-EXPORT = """
-def export_events(events, meta):
-    attempt = meta.utils.cursor.increment("attempts")
-    if meta.config.get("mode") == "retry":
-        raise RetryError("endpoint busy")
-    if meta.config.get("mode") == "fail":
-        raise ValueError("bad request")
-    meta.utils.cursor.increment("exported", len(events))
-"""
-
-
-def processed(plugins: Plugins, count: int) -> list[dict]:
-    return [
-        {"uuid": f"u{n}", "team_id": plugins.team_id, "event": "$pageview", "distinct_id": "d", "properties": {"n": n}}
-        for n in range(count)
-    ]
-
-
-async def test_on_event_and_export_events_see_written_events(plugins):
-    from plugin_server.storage.jobs import JobQueue
-
-    on_event = await plugins.install(ON_EVENT)
-    schema = [{"key": "mode"}, {"key": "exportEventsBufferBytes"}]
-    exporter = await plugins.install(EXPORT, config={"exportEventsBufferBytes": "200"}, schema=schema)
-    retrying = await plugins.install(EXPORT, config={"mode": "retry"}, schema=schema)
-    failing = await plugins.install(EXPORT, config={"mode": "fail"}, schema=schema)
-    runtime = plugins.runtime()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        assert runtime.any_async() and runtime.wants_async(plugins.team_id) and not runtime.wants_async(-1)
-        report = await runtime.run_async(processed(plugins, 6), JobQueue(pg=plugins.pg))
-        nursery.cancel_scope.cancel()
-
-    async def cursor(config_id: int, key: str) -> int:
-        return int(await plugins.store.storage_get(config_id, key) or 0)
-
-    assert await cursor(on_event, "seen") == 6
-    assert "on_event dislikes 3" in (await plugins.store.error_of(on_event))["message"]
-    assert await cursor(exporter, "exported") == 6 and await cursor(exporter, "attempts") > 1  # split by bytes
-    assert report.delivered == 6 and report.failed == 6
-    assert "bad request" in (await plugins.store.error_of(failing))["message"]
-    job = await plugins.pg.fetchrow(
-        "SELECT task_identifier, payload, run_at - now() AS delay FROM plugin_server_jobs "
-        "WHERE (payload->>'plugin_config_id')::int = $1",
-        retrying,
-    )
-    assert job["task_identifier"] == "plugin_job" and job["payload"]["type"] == "export_events_with_retry"
-    assert len(job["payload"]["payload"]["events"]) == 6 and job["payload"]["payload"]["retries_so_far"] == 1
-    assert 4 < job["delay"].total_seconds() <= 6
-    assert any("asked for a retry" in m[2] for m in plugins.messages(retrying))
-
-
-async def test_attachments_reach_their_config_only(plugins):
-    from plugin_server.storage.plugins import Attachment
-
-    source = (
-        "def process_event(event, meta):\n"
-        "    cert = meta.attachments.get('cert')\n"
-        "    event['properties']['cert'] = None if cert is None else [cert['file_name'], cert['contents'].decode()]\n"
-        "    return event\n"
-    )
-    _, with_cert = await plugins.store.install(
-        team_id=plugins.team_id, name="a", description="", url="", config_schema=[{"key": "cert", "type": "attachment"}],
-        capabilities={}, sources={"main.py": source}, config={}, order=1,
-        attachments=[Attachment("cert", "text/plain", "cert.pem", b"SECRET")],
-    )  # fmt: skip
-    await plugins.install(
-        source.replace("'cert'] = None", "'cert2'] = None").replace("properties']['cert'", "properties']['cert2'"),
-        order=2,
-    )
-    runtime = plugins.runtime()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        (out,) = await plugins.process(runtime, events(plugins, 1))
-        nursery.cancel_scope.cancel()
-    assert out["properties"]["cert"] == ["cert.pem", "SECRET"]
-    assert out["properties"]["cert2"] is None  # the other config has no attachments
-    assert with_cert > 0
 
 
 async def test_a_setup_stuck_outside_python_disables_its_config_not_the_server(plugins, silent_url):
