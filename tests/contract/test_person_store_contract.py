@@ -177,7 +177,9 @@ async def test_linking_a_taken_distinct_id_is_already_exists(subject):
 
 
 async def test_linking_to_a_merged_away_person_is_a_storage_error_not_already_exists(subject):
-    """The row's foreign key refuses it: a caller cannot mistake it for a lost race and re-read."""
+    """Pinned as it is: the row's foreign key refuses it, a permanent StorageError rather than
+    AlreadyExists, so the persons step, which re-reads only on AlreadyExists and VersionConflict,
+    does not retry it as a lost race."""
     s = subject
     into, other = await create(s, "into"), await create(s, "other")
     await s.store.merge(into=into, other=other, columns=columns())
