@@ -23,12 +23,14 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 
 
 def _translate(exc: BaseException, what: str) -> Exception:
-    if isinstance(exc, redis.exceptions.ResponseError):
+    # Refused by Redis, or arguments redis-py cannot send (a bool: DataError; a lone surrogate:
+    # UnicodeEncodeError): the data is wrong, not the service, so retrying would not help.
+    if isinstance(exc, redis.exceptions.ResponseError | redis.exceptions.DataError | UnicodeError):
         return StorageError("redis", f"{what}: {exc}")
     return ServiceUnavailable("redis", f"{what}: {exc!r}")
 
 
-_TRANSLATED = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+_TRANSLATED = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError, UnicodeError)
 
 
 class RedisKeysLike(Protocol):

@@ -41,11 +41,14 @@ def _encode(value: Any) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     if isinstance(value, str):
-        return value.encode("utf-8")  # strict, as redis-py: a lone surrogate raises UnicodeEncodeError
+        try:
+            return value.encode("utf-8")  # strict, as redis-py
+        except UnicodeEncodeError as exc:  # a lone surrogate: the adapter refuses the data
+            raise StorageError("redis", str(exc)) from None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return repr(value).encode()
-    # redis-py's DataError is not a ResponseError, so the adapter reports it as an outage
-    raise ServiceUnavailable("redis", f"Invalid input of type: {type(value).__name__!r}")
+    # redis-py's DataError: the adapter refuses the data (not an outage)
+    raise StorageError("redis", f"Invalid input of type: {type(value).__name__!r}")
 
 
 def _integer(raw: bytes, error: str = NOT_AN_INTEGER) -> int:

@@ -206,14 +206,14 @@ async def test_unknown_commands_and_wrong_arity_are_refused(subject):
 
 
 async def test_arguments_redis_py_cannot_send_fail_before_reaching_redis(subject):
-    """Surprising, and pinned so the fake keeps it: a bool is redis-py's DataError, which the
-    adapter reports as an outage (retryable), and a lone surrogate is a UnicodeEncodeError that is
-    not translated at all."""
+    """A bool (redis-py's DataError) and a lone surrogate (UnicodeEncodeError) are refused as bad
+    data, never as an outage that would be retried for ever, and never as a raw driver exception
+    (meta.cache would hand it to plugin code; the person cache would let it stop the batch)."""
     s = subject
-    with pytest.raises(ServiceUnavailable):
-        await s.command("lpush", "l", True)
-    with pytest.raises(UnicodeEncodeError):
-        await s.command("lpush", "l", "\ud800")
+    for bad in (True, "\ud800"):
+        with pytest.raises(StorageError) as refused:
+            await s.command("lpush", "l", bad)
+        assert not isinstance(refused.value, ServiceUnavailable)
     assert await s.command("llen", "l") == 0
 
 
