@@ -228,7 +228,13 @@ async def test_a_batch_in_flight_keeps_its_generation_through_a_reload(plugins):
         async with runtime.pinned() as generation:
             await plugins.store.update_sources(plugin_id, {"main.py": SETUP_TEARDOWN.replace("VERSION", "new")})
             nursery.start_soon(runtime.reload)
-            await trio.sleep(0.5)  # the reload is waiting for this batch
+            with trio.fail_after(10):  # until the reload has installed the new generation ...
+                while True:
+                    async with runtime.pinned() as latest:
+                        if latest is not generation:
+                            break
+                    await trio.sleep(0.01)
+            await trio.sleep(0.05)  # ... and is waiting for this batch: nothing of the old one is torn down
             assert await plugins.store.storage_get(config_id, "torn_down") is None
             out = await runtime.process_events(generation.chains[plugins.team_id], events(plugins, 1))
             assert out[0]["properties"]["version"] == "old"
