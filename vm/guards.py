@@ -162,6 +162,12 @@ def guarded_setslice(target: Any, piece: slice, value: Any) -> None:
 
 def _refuse_format(obj: Any, name: str) -> None:
     owner = real_type(obj)
+    if isinstance(owner, super):
+        # `super().format` is `str.format` bound to the instance (or class) the proxy is bound to:
+        # judge that, not the proxy. An unbound proxy (`super(C)`) has no owner: refuse outright.
+        owner = owner.__self__  # type: ignore[attr-defined]  # typeshed does not declare super's __self__
+        if owner is None:
+            raise AttributeError(f"{name} is not available through an unbound super() in plugins")
     is_str = isinstance(owner, str) or isinstance(owner, type) and issubclass(owner, str)
     if name in ("format", "format_map") and is_str:
         raise AttributeError(f"str.{name} is not available to plugins (it can read attributes); use an f-string")
