@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import decimal
 import operator
 import string
 from collections.abc import Callable
@@ -32,8 +33,11 @@ from vm.budget import refuse, ticking
 from vm.sizes import (
     MAX_CHARS,
     MAX_FORMAT_SPEC,
+    MAX_INT_BITS,
     MAX_ITEMS,
     bounded_list,
+    check_codec,
+    check_decimal,
     check_size,
     checked,
     guarded_add,
@@ -55,14 +59,17 @@ class GuardedType:
     """A builtin type handed in through a guarded constructor.
 
     `isinstance(x, list)`, `class D(dict)`, `dict.fromkeys` and `str.lower` keep working: the
-    checks, the base class (`__mro_entries__`) and the attributes are those of the real type.
+    checks and the attributes are those of the real type. A plugin's subclass (`__mro_entries__`)
+    derives from `base`: the real type, or a subclass of it whose constructor makes the guarded
+    constructor's checks (`class I(int)` would otherwise take `I("f" * 10**7, 16)` unchecked).
     """
 
-    __slots__ = ("_construct", "_real")
+    __slots__ = ("_base", "_construct", "_real")
 
-    def __init__(self, real: type, construct: Callable[..., Any]) -> None:
+    def __init__(self, real: type, construct: Callable[..., Any], base: type | None = None) -> None:
         object.__setattr__(self, "_real", real)
         object.__setattr__(self, "_construct", construct)
+        object.__setattr__(self, "_base", real if base is None else base)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._construct(*args, **kwargs)
@@ -74,7 +81,7 @@ class GuardedType:
         return issubclass(subclass, self._real)
 
     def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[type]:
-        return (self._real,)
+        return (self._base,)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -268,6 +275,17 @@ def _guard_extend(self: Any, method: Callable[..., Any], args: tuple[Any, ...], 
     return method(items)
 
 
+def _guard_codec(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """`str.encode`/`bytes.decode`: C codecs only (`vm.sizes.check_codec`), results post-checked."""
+    check_codec(args[0] if args else kwargs.get("encoding"))
+    return _post_check(self, method, args, kwargs)
+
+
+def _guard_decimal_int(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    check_decimal(self, "Decimal.as_integer_ratio()")
+    return method(*args, **kwargs)
+
+
 def _post_check(self: Any, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     result = method(*args, **kwargs)
     if isinstance(result, list):
@@ -292,8 +310,8 @@ _METHOD_GUARDS: dict[str, tuple[tuple[type, ...], Callable[..., Any]]] = {
     "replace": (_TEXT, _guard_replace),
     "join": (_TEXT, _guard_join),
     "translate": (_TEXT, _guard_translate),
-    "encode": ((str,), _post_check),
-    "decode": ((bytes, bytearray), _post_check),
+    "encode": ((str,), _guard_codec),
+    "decode": ((bytes, bytearray), _guard_codec),
     "hex": ((bytes, bytearray), _post_check),
     "split": (_TEXT, _post_check),
     "rsplit": (_TEXT, _post_check),
@@ -303,9 +321,37 @@ _METHOD_GUARDS: dict[str, tuple[tuple[type, ...], Callable[..., Any]]] = {
     "extend": ((list, bytearray, collections.deque), _guard_extend),
     "extendleft": ((collections.deque,), _guard_extend),
     "elements": ((collections.Counter,), _guard_elements),
+    "as_integer_ratio": ((decimal.Decimal,), _guard_decimal_int),
+}
+
+
+def _guard_from_bytes(cls: type, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """`int.from_bytes`: an int of at most MAX_INT_BITS (`math.gcd` of two 40-million-bit ints
+    built from random bytes runs for hours in C)."""
+    data = args[0] if args else kwargs.pop("bytes", b"")
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(bounded_list(data, "int.from_bytes()"))
+    if len(data) * 8 > MAX_INT_BITS:
+        raise refuse(f"int.from_bytes() of {len(data)} bytes (limit {MAX_INT_BITS // 8})")
+    return method(data, *args[1:], **kwargs)
+
+
+def _guard_fromkeys(cls: type, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """`dict.fromkeys`: at most MAX_ITEMS keys, as every other constructor."""
+    if not args:
+        return method(**kwargs)  # its own TypeError
+    return method(bounded_list(args[0], "dict.fromkeys()"), *args[1:], **kwargs)
+
+
+# class methods: attribute name -> (owner types, guard(class, bound method, args, kwargs)); the same
+# whether taken from the class, a subclass or an instance (a class method binds to the class)
+_CLASS_METHOD_GUARDS: dict[str, tuple[tuple[type, ...], Callable[..., Any]]] = {
+    "from_bytes": ((int,), _guard_from_bytes),
+    "fromkeys": ((dict,), _guard_fromkeys),
 }
 _SPECIAL_NAMES = (
     frozenset(_METHOD_GUARDS)
+    | frozenset(_CLASS_METHOD_GUARDS)
     | INSPECT_ATTRIBUTES
     | {"format", "format_map", "vformat", "get_field", "get_value", "obj"}
 )
@@ -322,12 +368,15 @@ def _special_getattr(obj: Any, name: str) -> Any:
     if name in INSPECT_ATTRIBUTES:
         raise AttributeError(f'"{name}" is a restricted name')
     _refuse_format(obj, name)
+    class_entry = _CLASS_METHOD_GUARDS.get(name)
+    if class_entry is not None:
+        return _class_method(obj, name, class_entry)
     entry = _METHOD_GUARDS.get(name)
     if entry is None:
         return getattr(obj, name)
     owners, guard = entry
-    if type(obj) is super:
-        raise AttributeError(f"{name} is not available through super() in plugins")
+    if isinstance(obj, super):  # a plugin may subclass super too
+        raise AttributeError(f"{name} is not available through super() in plugins")  # noqa: TRY004 - as a missing attribute
     real = real_type(obj)
     if isinstance(real, type) and issubclass(real, owners):
         descriptor = getattr(real, name)
@@ -342,6 +391,18 @@ def _special_getattr(obj: Any, name: str) -> Any:
         method = getattr(obj, name)
         return lambda *args, **kwargs: guard(obj, method, args, kwargs)
     return getattr(obj, name)
+
+
+def _class_method(obj: Any, name: str, entry: tuple[tuple[type, ...], Callable[..., Any]]) -> Any:
+    owners, guard = entry
+    if isinstance(obj, super):  # a plugin may subclass super too
+        raise AttributeError(f"{name} is not available through super() in plugins")  # noqa: TRY004 - as a missing attribute
+    real = real_type(obj)
+    cls = real if isinstance(real, type) else type(real)
+    if not issubclass(cls, owners):
+        return getattr(obj, name)
+    method = getattr(real, name)
+    return lambda *args, **kwargs: guard(cls, method, args, kwargs)
 
 
 def guarded_inplace(op: str, target: Any, value: Any) -> Any:

@@ -2,7 +2,9 @@
 
 Materializing builtins (`list`, `tuple`, `dict`, `set`, `sorted`, `bytes`, `bytearray`, `str`,
 `repr`, `format`, `range`, `int`, `round`, `sum`, `pow`) are guarded: they refuse results past the
-size limits of `vm.sizes` before computing them, and iterate at most `MAX_ITEMS` items. `print`
+size limits of `vm.sizes` before computing them, and iterate at most `MAX_ITEMS` items; `int` with
+a base, `pow` with a modulus, ints of Decimals and codecs are bounded in work too. `map`, `filter`,
+`zip` and `enumerate` are `LazyIterator`s of bounded nesting depth. `print`
 forwards to the call's log up to its output cap. The helper names the policy inserts (`_tick_`,
 `_enter_`, `_mul_`, `_fmt_`, `_getattr_`, `_write_`, ...) live here too, where plugin code cannot
 name them (names starting with "_" are refused at compile time).
@@ -13,15 +15,15 @@ from __future__ import annotations
 import builtins
 import decimal
 import operator
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Self
 
 from RestrictedPython.Guards import (
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
 )
 
-from vm.budget import Abort, current, owned_ticks, refuse
+from vm.budget import Abort, current, owned_ticks, refuse, tick
 from vm.guards import (
     GuardedType,
     PluginClassMeta,
@@ -38,6 +40,9 @@ from vm.sizes import (
     MAX_CHARS,
     MAX_ITEMS,
     bounded_list,
+    check_codec,
+    check_decimal,
+    check_int_text,
     check_size,
     checked,
     guarded_add,
@@ -79,6 +84,7 @@ def _byte_string(kind: type) -> Callable[..., Any]:
             check_size(source, MAX_CHARS, f"{kind.__name__}()")
             return kind(source)
         if isinstance(source, str):
+            check_codec(encoding)
             return checked(
                 kind(source, encoding or "utf-8", errors or "strict"),
                 f"{kind.__name__}()",
@@ -92,20 +98,48 @@ def _byte_string(kind: type) -> Callable[..., Any]:
 
 def _str(value: Any = "", encoding: str | None = None, errors: str | None = None) -> str:
     if encoding is not None or errors is not None:
+        check_codec(encoding)
         return checked(str(value, encoding or "utf-8", errors or "strict"), "str()")
     return safe_str(value)
 
 
 def _int(value: Any = 0, base: int | None = None) -> int:
     if base is not None:
+        check_int_text(value, base)
         return int(value, base)
-    if (
-        isinstance(value, decimal.Decimal)
-        and decimal.Decimal.is_finite(value)  # not a plugin subclass's override
-        and decimal.Decimal.adjusted(value) > 20_000
-    ):
-        raise refuse("int() of a Decimal with more than 20000 digits")
+    check_decimal(value, "int()")
     return int(value)
+
+
+# The bases of plugin subclasses of int, str, bytes and bytearray (`GuardedType`'s `base`): their
+# constructors are the real types' and would take `I("f" * 10**7, 16)` or `S(b, "punycode")`
+# unchecked, so these make the guarded constructor's checks first.
+
+
+class _CheckedInt(int):
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        return int.__new__(cls, _int(*args, **kwargs))
+
+
+class _CheckedStr(str):
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        return str.__new__(cls, _str(*args, **kwargs))
+
+
+class _CheckedBytes(bytes):
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        return bytes.__new__(cls, _byte_string(bytes)(*args, **kwargs))
+
+
+class _CheckedBytearray(bytearray):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_byte_string(bytearray)(*args, **kwargs))
 
 
 def _range(*args: int) -> range:
@@ -133,7 +167,56 @@ def _sum(iterable: Any, /, start: Any = 0) -> Any:
 def _round(number: Any, ndigits: int | None = None) -> Any:
     if ndigits is not None and abs(ndigits) > 10_000:
         raise refuse("round() to more than 10000 digits")
-    return round(number, ndigits) if ndigits is not None else round(number)
+    if ndigits is None:
+        check_decimal(number, "round()")
+        return round(number)
+    return round(number, ndigits)
+
+
+# C iterators that wrap iterators (map, filter, zip, enumerate) nest without a recursion check:
+# `map` nested a million deep, then next(), overflows the C stack. Plugins get them wrapped in a
+# `LazyIterator` that knows its nesting depth, refused past MAX_LAZY_DEPTH; its Python `__next__`
+# also puts a frame (counted by Python's recursion limit) and a tick between any two C levels.
+MAX_LAZY_DEPTH = 100
+
+
+class LazyIterator:
+    __slots__ = ("_depth", "_inner")
+    _depth: int
+    _inner: Iterator[Any]
+
+    def __init__(self, inner: Any, sources: tuple[Any, ...], what: str) -> None:
+        depth = 1 + max((source._depth for source in sources if type(source) is LazyIterator), default=0)
+        if depth > MAX_LAZY_DEPTH:
+            raise refuse(f"{what} nested more than {MAX_LAZY_DEPTH} deep")
+        self._inner = inner
+        self._depth = depth
+
+    def __iter__(self) -> LazyIterator:
+        return self
+
+    def __next__(self) -> Any:
+        tick()
+        return next(self._inner)
+
+    def __repr__(self) -> str:
+        return "<lazy iterator>"
+
+
+def _map(function: Any, iterable: Any, /, *iterables: Any) -> LazyIterator:
+    return LazyIterator(map(function, iterable, *iterables), (iterable, *iterables), "map()")
+
+
+def _filter(function: Any, iterable: Any, /) -> LazyIterator:
+    return LazyIterator(filter(function, iterable), (iterable,), "filter()")
+
+
+def _zip(*iterables: Any, strict: bool = False) -> LazyIterator:
+    return LazyIterator(zip(*iterables, strict=strict), iterables, "zip()")
+
+
+def _enumerate(iterable: Any, start: int = 0) -> LazyIterator:
+    return LazyIterator(enumerate(iterable, start), (iterable,), "enumerate()")
 
 
 def _iter(iterable: Any) -> Any:
@@ -215,8 +298,8 @@ _SAFE_EXCEPTIONS = (
     "ImportError ModuleNotFoundError MemoryError Warning UserWarning DeprecationWarning"
 )
 _PLAIN_BUILTINS = (
-    "abs all any bool callable chr divmod enumerate filter float hash hex oct bin isinstance issubclass len "
-    "map max min next ord reversed zip complex property staticmethod classmethod super"
+    "abs all any bool callable chr divmod float hash hex oct bin isinstance issubclass len "
+    "max min next ord reversed complex property staticmethod classmethod super"
 )
 
 
@@ -243,11 +326,15 @@ def plugin_builtins(importer: Callable[..., Any], owner: object = None) -> dict[
             "set": GuardedType(set, _materialize(set, "set()")),
             "frozenset": GuardedType(frozenset, _materialize(frozenset, "frozenset()")),
             "dict": GuardedType(dict, _dict),
-            "bytes": GuardedType(bytes, _byte_string(bytes)),
-            "bytearray": GuardedType(bytearray, _byte_string(bytearray)),
-            "str": GuardedType(str, _str),
-            "int": GuardedType(int, _int),
+            "bytes": GuardedType(bytes, _byte_string(bytes), _CheckedBytes),
+            "bytearray": GuardedType(bytearray, _byte_string(bytearray), _CheckedBytearray),
+            "str": GuardedType(str, _str, _CheckedStr),
+            "int": GuardedType(int, _int, _CheckedInt),
             "range": GuardedType(range, _range),
+            "map": _map,
+            "filter": _filter,
+            "zip": _zip,
+            "enumerate": _enumerate,
             "sorted": _sorted,
             "sum": _sum,
             "round": _round,

@@ -28,6 +28,7 @@ import decimal
 import functools
 import hashlib
 import hmac
+import inspect
 import itertools
 import json
 import math
@@ -42,9 +43,13 @@ from vm.budget import refuse, ticking
 from vm.safe_re import re_members
 from vm.sizes import (
     MAX_CHARS,
+    MAX_INT_ARGS_BITS,
     MAX_INT_BITS,
     MAX_ITEMS,
     bounded_list,
+    check_codec,
+    check_decimal,
+    check_int_bits,
     check_size,
     checked,
     estimate_size,
@@ -151,11 +156,33 @@ def _json_members() -> dict[str, Any]:
 def _math_members() -> dict[str, Any]:
     members = pick(
         math,
-        "pi e tau inf nan ceil floor trunc sqrt isqrt exp expm1 log log1p log2 log10 pow fabs fmod "
+        "pi e tau inf nan sqrt isqrt exp expm1 log log1p log2 log10 pow fabs fmod "
         "copysign modf frexp ldexp sin cos tan asin acos atan atan2 sinh cosh tanh asinh acosh atanh "
-        "hypot dist degrees radians isclose isfinite isinf isnan gcd lcm fsum erf erfc gamma lgamma "
+        "hypot dist degrees radians isclose isfinite isinf isnan fsum erf erfc gamma lgamma "
         "remainder nextafter ulp",
     )
+
+    # Single C calls whose work grows with their operands: the ints of Decimals (`math.floor` of
+    # Decimal("1e999999999") converts 10**9 digits) and gcd/lcm of huge ints.
+    def floor(x: Any) -> Any:
+        check_decimal(x, "math.floor()")
+        return math.floor(x)
+
+    def ceil(x: Any) -> Any:
+        check_decimal(x, "math.ceil()")
+        return math.ceil(x)
+
+    def trunc(x: Any) -> Any:
+        check_decimal(x, "math.trunc()")
+        return math.trunc(x)
+
+    def gcd(*integers: int) -> int:
+        check_int_bits(integers, MAX_INT_ARGS_BITS, "math.gcd()")
+        return math.gcd(*integers)
+
+    def lcm(*integers: int) -> int:
+        check_int_bits(integers, MAX_INT_ARGS_BITS, "math.lcm()")
+        return math.lcm(*integers)
 
     def factorial(n: int) -> int:
         if n > 10_000:
@@ -178,7 +205,9 @@ def _math_members() -> dict[str, Any]:
             result = guarded_mul(result, item)
         return result
 
-    members.update(factorial=factorial, comb=comb, perm=perm, prod=prod)
+    members.update(
+        factorial=factorial, comb=comb, perm=perm, prod=prod, floor=floor, ceil=ceil, trunc=trunc, gcd=gcd, lcm=lcm
+    )
     return members
 
 
@@ -256,12 +285,27 @@ def _random_members(rng: random.Random) -> dict[str, Any]:
 def _urllib_parse_members() -> dict[str, Any]:
     members = pick(
         urllib.parse,
-        "urlparse urlunparse urlsplit urlunsplit urljoin urldefrag parse_qs parse_qsl unquote unquote_plus "
-        "unquote_to_bytes ParseResult SplitResult",
+        "urlparse urlunparse urlsplit urlunsplit urljoin urldefrag unquote_to_bytes ParseResult SplitResult",
     )
-    for name in ("quote", "quote_plus", "quote_from_bytes", "urlencode"):
-        members[name] = _post_checked(getattr(urllib.parse, name), f"urllib.parse.{name}()")
+    # These take an `encoding`: C codecs only (`vm.sizes.check_codec`), wherever it is passed.
+    for name in ("parse_qs", "parse_qsl", "unquote", "unquote_plus"):
+        members[name] = _codec_checked(getattr(urllib.parse, name))
+    for name in ("quote", "quote_plus", "urlencode"):
+        members[name] = _post_checked(_codec_checked(getattr(urllib.parse, name)), f"urllib.parse.{name}()")
+    members["quote_from_bytes"] = _post_checked(urllib.parse.quote_from_bytes, "urllib.parse.quote_from_bytes()")
     return members
+
+
+def _codec_checked(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a function with an `encoding` parameter: refuse an encoding that is not a C codec."""
+    index = list(inspect.signature(function).parameters).index("encoding")
+
+    @functools.wraps(function, assigned=("__name__", "__doc__"))
+    def call(*args: Any, **kwargs: Any) -> Any:
+        check_codec(args[index] if len(args) > index else kwargs.get("encoding"))
+        return function(*args, **kwargs)
+
+    return call
 
 
 def _post_checked(function: Callable[..., Any], what: str) -> Callable[..., Any]:

@@ -6,13 +6,24 @@ helpers here, which check result sizes before computing (`'x' * 10**10`, `10**10
 (`estimate_size`), so shared references cannot expand exponentially. Every checked size is
 charged to the call's budget, so many large allocations in a row trigger a memory check at once.
 A refusal raises `Abort` carrying a `PluginResourceError`.
+
+Work bounds: a single C call holds the GIL, so the deadline, the watchdog and the event loop
+freeze with it. Calls whose work grows faster than their result's size are bounded by their
+operands before they run: `int(s, base)`, `pow(a, b, m)`, `math.gcd`/`lcm`, ints and fixed-point
+formats of Decimals (`check_decimal`), and codecs (`check_codec`: C codecs only; a pure-Python codec
+meets no tick and runs on past the deadline).
 """
 
 from __future__ import annotations
 
+import codecs
 import collections
+import decimal
+import functools
 import itertools
 import re
+import sys
+import types
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -26,6 +37,12 @@ MAX_ITEMS = 1_000_000  # items of a list/tuple/set/dict/range made in one operat
 MAX_INT_BITS = 65_536  # an int result of *, **, << (hashes are 256 bits; 2**65536 is ~20k digits)
 MAX_FORMAT_WIDTH = 100_000  # width/precision in a format spec or %-format
 MAX_FORMAT_SPEC = 1_000  # characters of a format spec or strftime format
+# Work bounds of single C calls that hold the GIL (the deadline, the watchdog and the event loop
+# freeze with them), each a few tenths of a second at most on one core:
+MAX_INT_ARGS_BITS = 4 * MAX_INT_BITS  # all arguments of math.gcd/lcm (gcd of two 131072-bit ints: ~30 ms)
+MAX_POW_MOD_WORK = 1 << 36  # bits(exponent) * bits(modulus)**2 of pow(a, b, m): RSA-4096, ~0.2 s
+MAX_DECIMAL_DIGITS = 20_000  # digits before the point of a Decimal made an int (int, round, floor, %d)
+MAX_CODEC_NAME = 64  # characters of an encoding name
 
 T = TypeVar("T")
 
@@ -168,9 +185,103 @@ def safe_format(value: object, spec: str = "") -> str:
         raise TypeError("format spec must be a str")
     if spec:
         check_format_spec(spec)
+        if isinstance(value, decimal.Decimal):
+            _check_decimal_format(value, spec)
     if type(value) not in _PLAIN_SCALARS:
         estimate_size(value, MAX_CHARS, "the text of a value")
     return checked(format(value, spec), "format()")
+
+
+# ---- numbers: single C calls whose work grows with their operands -----------------------------
+
+
+def check_int_text(text: object, base: object, what: str = "int()") -> None:
+    """Refuse `int(text, base)` of more than MAX_INT_BITS: CPython limits the digits of base 10
+    only, and `int("f" * 10**7, 16)` is a 40-million-bit int that a division then works on for hours."""
+    if isinstance(text, (str, bytes, bytearray)) and isinstance(base, int):
+        per_digit = (int(base) - 1).bit_length() if base >= 2 else 4  # base 0: at most hex digits
+        if len(text) * max(per_digit, 1) > MAX_INT_BITS:
+            raise refuse(f"{what} of {len(text)} characters in base {int(base)} (limit {MAX_INT_BITS} bits)")
+
+
+def check_int_bits(values: Iterable[object], limit: int, what: str) -> None:
+    """Refuse int arguments of more than `limit` bits together (the base class's `bit_length`:
+    a plugin's int subclass may define its own)."""
+    total = sum(int.bit_length(value) for value in values if isinstance(value, int))
+    if total > limit:
+        raise refuse(f"{what} of ints of {total} bits together (limit {limit})")
+
+
+def check_pow_mod(base: object, exponent: object, modulus: object) -> None:
+    """`pow(a, b, m)` costs about bits(b) * bits(m)**2: refuse past MAX_POW_MOD_WORK."""
+    if isinstance(exponent, int) and isinstance(modulus, int) and isinstance(base, int):
+        work = int.bit_length(exponent) * int.bit_length(modulus) ** 2
+        if work > MAX_POW_MOD_WORK or int.bit_length(base) > MAX_INT_ARGS_BITS:
+            raise refuse(
+                f"pow() with a {int.bit_length(exponent)}-bit exponent and a {int.bit_length(modulus)}-bit modulus"
+            )
+
+
+def check_decimal(value: object, what: str) -> None:
+    """Refuse making an int of a Decimal with more than MAX_DECIMAL_DIGITS digits before the point
+    (`round(Decimal("1e999999999"))` converts 10**9 digits in C). The base class's methods: a
+    plugin's Decimal subclass may define its own `adjusted()`."""
+    if (
+        isinstance(value, decimal.Decimal)
+        and decimal.Decimal.is_finite(value)
+        and decimal.Decimal.adjusted(value) > MAX_DECIMAL_DIGITS
+    ):
+        raise refuse(f"{what} of a Decimal with more than {MAX_DECIMAL_DIGITS} digits")
+
+
+def _check_decimal_format(value: decimal.Decimal, spec: str) -> None:
+    """Fixed-point formats write every digit between the point and the exponent: `f"{d:f}"` of
+    Decimal("1e-300000000") is 300 MB, written in C before any size check could see it."""
+    fixed = spec[-1:] in ("f", "F", "%") and decimal.Decimal.is_finite(value)
+    if fixed and abs(decimal.Decimal.adjusted(value)) > MAX_FORMAT_WIDTH:
+        raise refuse(f"a fixed-point format of a Decimal with an exponent beyond {MAX_FORMAT_WIDTH}")
+
+
+# ---- codecs: only C ones, whose work is linear in their input -----------------------------------
+
+# The Unicode codecs of `_codecs` (C), by canonical name: their modules wrap the C functions in thin
+# Python ones (utf-8's decode, utf-8-sig's BOM), linear in the input.
+_UNICODE_CODECS = frozenset({
+    "utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-7",
+    "ascii", "iso8859-1", "unicode-escape", "raw-unicode-escape",
+})  # fmt: skip
+
+
+def check_codec(encoding: object) -> None:
+    """Refuse an encoding that is not a C codec: `punycode` and `idna` are pure Python (punycode is
+    quadratic) and meet no tick, so their thread runs on past the deadline. None is the default."""
+    if encoding is None:
+        return
+    if type(encoding) is not str:
+        raise TypeError("an encoding is a str")
+    if len(encoding) > MAX_CODEC_NAME or not _c_codec(encoding):
+        raise LookupError(f"the codec {encoding[:MAX_CODEC_NAME]!r} is not available to plugins (C codecs only)")
+
+
+@functools.lru_cache(maxsize=256)
+def _c_codec(encoding: str) -> bool:
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        return True  # unknown: the call itself raises its LookupError
+    if info.name in _UNICODE_CODECS:
+        return True
+    return _c_implemented(info.encode) and _c_implemented(info.decode)
+
+
+def _c_implemented(function: object) -> bool:
+    """A `_codecs` function or a CJK `MultibyteCodec` method (C), or a charmap codec's method: a
+    Python method over the C `charmap_encode`/`charmap_decode` and a table of its module."""
+    if isinstance(function, types.BuiltinFunctionType):
+        return True
+    owner = getattr(function, "__self__", None)
+    module = sys.modules.get(type(owner).__module__) if owner is not None else None
+    return module is not None and (hasattr(module, "decoding_table") or hasattr(module, "decoding_map"))
 
 
 # ---- guarded operators (the policy rewrites *, **, <<, +, % into these) -----------------------
@@ -184,6 +295,10 @@ def guarded_mul(a: Any, b: Any) -> Any:
             raise refuse(f"an int product of more than {MAX_INT_BITS} bits")
     elif ta is float or tb is float:
         pass
+    elif isinstance(a, int) and isinstance(b, int):
+        # a plugin's int subclass: the base class's bit_length (the subclass may define its own)
+        if int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
+            raise refuse(f"an int product of more than {MAX_INT_BITS} bits")
     elif isinstance(b, int) and isinstance(a, _SEQUENCE_TYPES):
         check_size(len(a) * b, limit_of(a), "a repetition")
     elif isinstance(a, int) and isinstance(b, _SEQUENCE_TYPES):
@@ -192,17 +307,19 @@ def guarded_mul(a: Any, b: Any) -> Any:
 
 
 def guarded_pow(a: Any, b: Any, modulo: Any = None) -> Any:
-    """`a ** b` / `pow()` refusing int results past MAX_INT_BITS (`10**10**10`)."""
+    """`a ** b` / `pow()` refusing int results past MAX_INT_BITS (`10**10**10`), and modular
+    powers past MAX_POW_MOD_WORK."""
     if modulo is not None:
+        check_pow_mod(a, b, modulo)
         return pow(a, b, modulo)
-    huge = type(a) is int and type(b) is int and b > 0 and (a.bit_length() - 1) * b > MAX_INT_BITS
+    huge = isinstance(a, int) and isinstance(b, int) and b > 0 and (int.bit_length(a) - 1) * b > MAX_INT_BITS
     if huge and a not in (0, 1, -1):
         raise refuse(f"an int power of more than {MAX_INT_BITS} bits")
     return a**b
 
 
 def guarded_lshift(a: Any, b: Any) -> Any:
-    if type(b) is int and isinstance(a, int) and a and a.bit_length() + b > MAX_INT_BITS:
+    if isinstance(b, int) and isinstance(a, int) and a and int.bit_length(a) + b > MAX_INT_BITS:
         raise refuse(f"an int shift to more than {MAX_INT_BITS} bits")
     return a << b
 
@@ -220,10 +337,19 @@ def guarded_add(a: Any, b: Any) -> Any:
 def guarded_mod(a: Any, b: Any) -> Any:
     """`a % b`: for %-formatting, bounded widths and bounded argument text."""
     if isinstance(a, (str, bytes)):
-        args = b if type(b) is tuple else (b,)
+        args = tuple(b) if isinstance(b, tuple) else (b,)  # % unpacks a tuple subclass too
         for arg in args:  # a dict argument is estimated whole: keys and values
-            if type(arg) is int and abs(arg) > MAX_FORMAT_WIDTH and b"*" in (a if isinstance(a, bytes) else a.encode()):
+            if (
+                isinstance(arg, int)
+                and abs(arg) > MAX_FORMAT_WIDTH
+                and b"*" in (a if isinstance(a, bytes) else a.encode())
+            ):
                 raise refuse(f"a %-format width above {MAX_FORMAT_WIDTH}")
+            if isinstance(arg, decimal.Decimal):
+                check_decimal(arg, "%-formatting")  # %d makes an int of it
+            elif isinstance(arg, dict):
+                for value in dict.values(arg):
+                    check_decimal(value, "%-formatting")
             if type(arg) not in _PLAIN_SCALARS:
                 estimate_size(arg, MAX_CHARS, "a %-format argument")
         check_percent_format(a if isinstance(a, str) else a.decode("latin-1"))

@@ -155,6 +155,36 @@ LEGITIMATE = [
         lambda r: r == ["x.example", {"utm": ["1"]}, "a%20b", "eA==", 36, True, "3.10"],
     ),
     (
+        "bounded-numbers",
+        "import math, decimal\nD = decimal.Decimal\nclass I(int):\n    pass\ndef process_event(e, m):\n    return [int('ff', 16), I('ff', 16) + 0, int.from_bytes(b'\\x01\\x00', 'big'), (0).from_bytes(b'\\x02', 'little'), pow(3, 5, 7), pow(2, -1, 7), math.gcd(12, 18), math.lcm(4, 6), math.floor(D('2.5')), math.ceil(D('2.5')), math.trunc(D('-2.5')), round(D('2.5')), str(round(D('2.567'), 2)), int(D('12.9')), format(D('1.5'), '.2f'), f'{D(\"0.125\"):%}', D('1.5').as_integer_ratio(), '%d' % D('7.9'), I(2) ** 10, I(3) * 4, 1 << I(3)]\n",
+        lambda r: (
+            r == [255, 255, 256, 2, 5, 4, 6, 12, 2, 3, -2, 2, "2.57", 12, "1.50", "12.5%", [3, 2], "7", 1024, 12, 8]
+        ),
+    ),
+    (
+        "lazy-iterators-and-codecs",
+        "import urllib.parse\nclass D(dict):\n    pass\nclass S(str):\n    pass\nclass B(bytes):\n    pass\ndef process_event(e, m):\n    x = [1, -2]\n    for _ in range(20):\n        x = map(abs, x)\n    return [list(x), list(zip('ab', [1, 2], strict=True)), list(enumerate('ab', start=1)), list(filter(None, [0, 1])), sorted(D.fromkeys('ba', 1)), 'é'.encode('latin-1').hex(), b'\\xe9'.decode('cp1252'), 'x'.encode('shift_jis').hex(), str(b'\\xc3\\xa9', 'utf-8'), S(b'ab', 'ascii') + '', B('é', 'utf-16-le').hex(), urllib.parse.quote('é', encoding='latin-1'), urllib.parse.unquote('%E9', 'latin-1'), urllib.parse.parse_qs('a=%E9', encoding='latin-1')]\n",
+        lambda r: (
+            r
+            == [
+                [1, 2],
+                [["a", 1], ["b", 2]],
+                [[1, "a"], [2, "b"]],
+                [1],
+                ["a", "b"],
+                "e9",
+                "é",
+                "78",
+                "é",
+                "ab",
+                "e900",
+                "%E9",
+                "é",
+                {"a": ["é"]},
+            ]
+        ),
+    ),
+    (
         "tuples-become-lists",
         "def process_event(e, m):\n    return {'t': (1, (2, 3))}\n",
         lambda r: r == {"t": [1, [2, 3]]},
