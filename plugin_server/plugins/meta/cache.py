@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from plugin_server.plugins.meta._bridge import MAX_STORED_CHARS, Bridge, MetaError, check_key, serialize
+from plugin_server.plugins.meta._bridge import (
+    MAX_STORED_CHARS,
+    Bridge,
+    MetaError,
+    check_key,
+    plain,
+    serialize,
+)
 from plugin_server.storage.redis import RedisCacheLike
 
 MAX_LIST_PUSH = 1_000  # items in one cache.lpush (PostHog's limit)
@@ -30,7 +37,7 @@ class Cache:
         ttl_seconds: float | None = None,
         json_serialize: bool = True,
     ) -> None:
-        text = serialize(value) if json_serialize else str(value)
+        text = serialize(value) if json_serialize else _text(value)
         if len(text) > MAX_STORED_CHARS:
             raise MetaError(f"value is larger than {MAX_STORED_CHARS} characters")
         if ttl_seconds is not None and (not isinstance(ttl_seconds, int | float) or ttl_seconds <= 0):
@@ -78,4 +85,14 @@ class Cache:
         return [r.decode("utf-8", errors="replace") for r in raw or []]
 
     def lrem(self, key: str, count: int, element: str) -> int:
-        return cast(int, self._bridge.run(self._redis.command, "lrem", self._k(key), int(count), element))
+        text = element if isinstance(element, str) else serialize(element)
+        return cast(int, self._bridge.run(self._redis.command, "lrem", self._k(key), int(count), text))
+
+
+def _text(value: Any) -> str:
+    """`str(value)` for `json_serialize=False`, of a copy: the host's str() of a self-similar
+    structure expands it in one C call (`plain` refuses it, and a cycle, before), and str() of exact
+    builtin types runs nothing of the plugin's."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    return str(plain(value, limit=MAX_STORED_CHARS))

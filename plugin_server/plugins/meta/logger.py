@@ -7,18 +7,33 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from plugin_server.plugins.meta._bridge import MAX_STORED_CHARS, plain
+
 MAX_LOG_CHARS = 50_000  # PostHog drops longer log messages; we truncate and say so
 
 
 class Logger:
+    """Each part of a message is cut at MAX_LOG_CHARS, and parts past that many characters are
+    left out: the host never joins or serializes more than a few times the limit (a thousand
+    10 MB parts would be a 10 GB join). A structure is checked or copied out first (`plain`), so one too
+    large or too deep to show is a MetaError, never an expansion on the host."""
+
     __slots__ = ("_write",)
 
     def __init__(self, *, write: Callable[[str, str, str], None]) -> None:
         self._write = write  # (source, type, message)
 
     def _emit(self, kind: str, parts: tuple[Any, ...]) -> None:
-        message = " ".join(p if isinstance(p, str) else _display(p) for p in parts)
-        self._write("PLUGIN", kind, message)
+        pieces = []
+        total = 0
+        for part in parts:
+            if total > MAX_LOG_CHARS:
+                break
+            # the base class's slicing: an exact str, whatever a plugin's subclass defines
+            piece = str.__getitem__(part, slice(MAX_LOG_CHARS)) if isinstance(part, str) else _display(part)
+            pieces.append(piece)
+            total += len(piece) + 1
+        self._write("PLUGIN", kind, " ".join(pieces))
 
     def debug(self, *parts: Any) -> None:
         self._emit("DEBUG", parts)
@@ -37,7 +52,12 @@ class Logger:
 
 
 def _display(value: Any) -> str:
+    copy = plain(value, limit=MAX_STORED_CHARS, default=_type_name)
     try:
-        return json.dumps(value, default=lambda v: f"<{type(v).__name__}>")[:MAX_LOG_CHARS]
-    except (TypeError, ValueError, RecursionError):
+        return json.dumps(copy)[:MAX_LOG_CHARS]
+    except (TypeError, ValueError):  # an int past the digits limit of int-to-str conversion
         return f"<{type(value).__name__}>"
+
+
+def _type_name(value: Any) -> str:
+    return f"<{type(value).__name__}>"
