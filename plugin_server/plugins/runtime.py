@@ -197,10 +197,11 @@ class PluginRuntime:
             fields = config_schema.parse_schema(row.config_schema)
             config = config_schema.validate(fields, row.config, attachments=frozenset(row.attachments))
             compiled = self._compile(row)
+            # the module's print output: a writer for this config's target, not a closure over the
+            # runtime (which plugin code could otherwise find in its call's budget)
+            console = functools.partial(self._logs.write, target, "CONSOLE")
             instance = await self._in_thread(
-                lambda: compiled.instantiate(
-                    timeout=self._timeout, log=lambda k, t: self._logs.write(target, "CONSOLE", k, t)
-                )
+                functools.partial(compiled.instantiate, timeout=self._timeout, log=console)
             )
         except (PluginServerError, SandboxError) as exc:
             await self._config_failed(row, target, f"could not load: {exc}", exc)

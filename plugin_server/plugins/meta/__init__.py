@@ -5,8 +5,11 @@ One module per capability, each taking only what it needs: `data` (config, attac
 holds what they share (MetaError, key and value checks, the way back to trio), `outage` what a
 service outage does to the call, and `Meta` here only assembles them. Everything reachable from a
 `Meta` is reachable by the plugin, so:
-- every member is an object of this package whose host references are underscore names (which
-  the sandbox refuses), and every value handed out is plain data or a copy;
+- a capability is a host object plugin code never gets: `meta` holds its facade (`_facade`), whose
+  only attributes are its public methods, and which keeps no reference to it; nothing reachable
+  from `meta` leads to a store, a client, the runtime or another config. Every value handed out is
+  plain data or a copy, and what plugins hand in is checked or copied before the host serializes
+  it (`_bridge.plain`);
 - keys are namespaced by plugin config: storage rows carry the config id, Redis keys start with
   `@plugin-config/<id>/`, attachments are the config's own; no config can name another's;
 - failures reach the plugin as `MetaError` with a message only (an exception object carries what
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from plugin_server.plugins.meta import _facade
 from plugin_server.plugins.meta._bridge import MetaError
 from plugin_server.plugins.meta.cache import Cache
 from plugin_server.plugins.meta.data import plugin_attachments, plugin_config
@@ -34,7 +38,9 @@ __all__ = ["Meta", "MetaError"]
 
 
 class Meta:
-    """The `meta` argument of every plugin function, one per plugin config."""
+    """The `meta` argument of every plugin function, one per plugin config: plain data (config,
+    attachments, `global_`) and the capabilities' facades. The capabilities are handed in (each
+    built with only what it needs) and kept by the facades' table, not by `Meta`."""
 
     __slots__ = (
         "attachments",
@@ -65,10 +71,10 @@ class Meta:
         self.config = plugin_config(config)
         self.attachments = plugin_attachments(attachments)
         self.global_: dict[str, Any] = {}
-        self.storage = storage
-        self.cache = cache
-        self.logger = logger
-        self.metrics = metrics
-        self.fetch = fetch
-        self.jobs = jobs
-        self.utils = utils
+        self.storage = _facade.facade(storage)
+        self.cache = _facade.facade(cache) if cache is not None else None
+        self.logger = _facade.facade(logger)
+        self.metrics = _facade.facade(metrics)
+        self.fetch = _facade.facade(fetch)
+        self.jobs = _facade.jobs_facade(jobs)
+        self.utils = _facade.utils_facade(utils.cursor)
