@@ -9,8 +9,8 @@ A refusal raises `Abort` carrying a `PluginResourceError`.
 
 Work bounds: a single C call holds the GIL, so the deadline, the watchdog and the event loop
 freeze with it. Calls whose work grows faster than their result's size are bounded by their
-operands before they run: `int(s, base)`, `pow(a, b, m)`, `math.gcd`/`lcm`, ints and fixed-point
-formats of Decimals (`check_decimal`), and codecs (`check_codec`: C codecs only; a pure-Python codec
+operands before they run: `int(s, base)`, `pow(a, b, m)`, `math.gcd`/`lcm`, ints, powers and
+fixed-point formats of Decimals (`check_decimal`, `check_decimal_pow`), and codecs (`check_codec`: C codecs only; a pure-Python codec
 meets no tick and runs on past the deadline).
 """
 
@@ -42,6 +42,7 @@ MAX_FORMAT_SPEC = 1_000  # characters of a format spec or strftime format
 MAX_INT_ARGS_BITS = 4 * MAX_INT_BITS  # all arguments of math.gcd/lcm (gcd of two 131072-bit ints: ~30 ms)
 MAX_POW_MOD_WORK = 1 << 36  # bits(exponent) * bits(modulus)**2 of pow(a, b, m): RSA-4096, ~0.2 s
 MAX_DECIMAL_DIGITS = 20_000  # digits before the point of a Decimal made an int (int, round, floor, %d)
+MAX_DECIMAL_POW_DIGITS = 400  # of the base of a Decimal power: a fractional one costs ~cube (6 ms here)
 MAX_CODEC_NAME = 64  # characters of an encoding name
 
 T = TypeVar("T")
@@ -234,6 +235,19 @@ def check_decimal(value: object, what: str) -> None:
         raise refuse(f"{what} of a Decimal with more than {MAX_DECIMAL_DIGITS} digits")
 
 
+def check_decimal_pow(base: object, exponent: object) -> None:
+    """A fractional power of a Decimal costs about the cube of the base's digits (10000 digits:
+    ~15 s in C), and an int base becomes a Decimal of all its digits: refuse long bases."""
+    if isinstance(base, decimal.Decimal):
+        digits = len(decimal.Decimal.__str__(base))  # the base class's: linear, and an upper bound
+    elif isinstance(base, int) and isinstance(exponent, decimal.Decimal):
+        digits = int.bit_length(base) * 3 // 10
+    else:
+        return
+    if digits > MAX_DECIMAL_POW_DIGITS:
+        raise refuse(f"a Decimal power of a base of {digits} digits (limit {MAX_DECIMAL_POW_DIGITS})")
+
+
 def _check_decimal_format(value: decimal.Decimal, spec: str) -> None:
     """Fixed-point formats write every digit between the point and the exponent: `f"{d:f}"` of
     Decimal("1e-300000000") is 300 MB, written in C before any size check could see it."""
@@ -307,11 +321,13 @@ def guarded_mul(a: Any, b: Any) -> Any:
 
 
 def guarded_pow(a: Any, b: Any, modulo: Any = None) -> Any:
-    """`a ** b` / `pow()` refusing int results past MAX_INT_BITS (`10**10**10`), and modular
-    powers past MAX_POW_MOD_WORK."""
+    """`a ** b` / `pow()` refusing int results past MAX_INT_BITS (`10**10**10`), modular powers
+    past MAX_POW_MOD_WORK and Decimal powers of long bases."""
     if modulo is not None:
         check_pow_mod(a, b, modulo)
         return pow(a, b, modulo)
+    if type(a) is not int or type(b) is not int:
+        check_decimal_pow(a, b)
     huge = isinstance(a, int) and isinstance(b, int) and b > 0 and (int.bit_length(a) - 1) * b > MAX_INT_BITS
     if huge and a not in (0, 1, -1):
         raise refuse(f"an int power of more than {MAX_INT_BITS} bits")

@@ -162,6 +162,20 @@ LEGITIMATE = [
         ),
     ),
     (
+        "decimal-powers",
+        "import decimal\nD = decimal.Decimal\ndef process_event(e, m):\n    return [str(D('1.05') ** 12), str(D(2) ** D('0.5')), str(pow(D('1.5'), 2)), str(2 ** D('0.5')), 2.0 ** 0.5]\n",
+        lambda r: (
+            r
+            == [
+                "1.795856326022129150390625",
+                "1.414213562373095048801688724",
+                "2.25",
+                "1.414213562373095048801688724",
+                2.0**0.5,
+            ]
+        ),
+    ),
+    (
         "lazy-iterators-and-codecs",
         "import urllib.parse\nclass D(dict):\n    pass\nclass S(str):\n    pass\nclass B(bytes):\n    pass\ndef process_event(e, m):\n    x = [1, -2]\n    for _ in range(20):\n        x = map(abs, x)\n    return [list(x), list(zip('ab', [1, 2], strict=True)), list(enumerate('ab', start=1)), list(filter(None, [0, 1])), sorted(D.fromkeys('ba', 1)), 'é'.encode('latin-1').hex(), b'\\xe9'.decode('cp1252'), 'x'.encode('shift_jis').hex(), str(b'\\xc3\\xa9', 'utf-8'), S(b'ab', 'ascii') + '', B('é', 'utf-16-le').hex(), urllib.parse.quote('é', encoding='latin-1'), urllib.parse.unquote('%E9', 'latin-1'), urllib.parse.parse_qs('a=%E9', encoding='latin-1')]\n",
         lambda r: (
