@@ -7,6 +7,8 @@ documented names below, so `json.codecs`, `random._os` or `datetime.sys` do not 
 `json.dumps = evil` (or `setattr`/`del`) raises instead of changing the host's or another plugin's
 `json`. Functions that could allocate without bound or run for long in C are replaced by guarded
 versions (see each module's builder; `re` is RE2-backed, in `vm.safe_re`).
+`urllib.parse` is pure Python and meets no tick, so its functions take bounded texts and C
+codecs only; `math.floor`/`ceil`/`trunc`/`gcd`/`lcm` bound the ints they make or work on.
 
 Deliberately absent: `functools` except `reduce` and `cmp_to_key` (the issue names functools as
 both an example of a safe module and as never to hand in: its `partial`, `singledispatch`,
@@ -282,18 +284,47 @@ def _random_members(rng: random.Random) -> dict[str, Any]:
     return members
 
 
+# urllib.parse is pure Python and meets no tick: parse_qs of a 10 MB query string runs ~5 s past any
+# deadline. An event is at most ~1 MB, so no URL or query a plugin parses is longer.
+MAX_URL_CHARS = 1_000_000
+
+
 def _urllib_parse_members() -> dict[str, Any]:
-    members = pick(
-        urllib.parse,
-        "urlparse urlunparse urlsplit urlunsplit urljoin urldefrag unquote_to_bytes ParseResult SplitResult",
-    )
+    members = {
+        name: _url_bounded(getattr(urllib.parse, name), name)
+        for name in ("urlparse", "urlunparse", "urlsplit", "urlunsplit", "urljoin", "urldefrag", "unquote_to_bytes")
+    }
+    members.update(pick(urllib.parse, "ParseResult SplitResult"))
     # These take an `encoding`: C codecs only (`vm.sizes.check_codec`), wherever it is passed.
     for name in ("parse_qs", "parse_qsl", "unquote", "unquote_plus"):
-        members[name] = _codec_checked(getattr(urllib.parse, name))
-    for name in ("quote", "quote_plus", "urlencode"):
-        members[name] = _post_checked(_codec_checked(getattr(urllib.parse, name)), f"urllib.parse.{name}()")
-    members["quote_from_bytes"] = _post_checked(urllib.parse.quote_from_bytes, "urllib.parse.quote_from_bytes()")
+        members[name] = _url_bounded(_codec_checked(getattr(urllib.parse, name)), name)
+    for name in ("quote", "quote_plus"):
+        bounded = _url_bounded(_codec_checked(getattr(urllib.parse, name)), name)
+        members[name] = _post_checked(bounded, f"urllib.parse.{name}()")
+    members["quote_from_bytes"] = _post_checked(
+        _url_bounded(urllib.parse.quote_from_bytes, "quote_from_bytes"), "urllib.parse.quote_from_bytes()"
+    )
+    urlencode = _codec_checked(urllib.parse.urlencode)
+
+    def bounded_urlencode(query: Any, *args: Any, **kwargs: Any) -> Any:
+        estimate_size(query, MAX_URL_CHARS, "the query of urllib.parse.urlencode()")
+        return checked(urlencode(query, *args, **kwargs), "urllib.parse.urlencode()")
+
+    members["urlencode"] = bounded_urlencode
     return members
+
+
+def _url_bounded(function: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Refuse text arguments of more than MAX_URL_CHARS together."""
+
+    @functools.wraps(function, assigned=("__name__", "__doc__"))
+    def call(*args: Any, **kwargs: Any) -> Any:
+        size = sum(len(arg) for arg in (*args, *kwargs.values()) if isinstance(arg, (str, bytes, bytearray)))
+        if size > MAX_URL_CHARS:
+            raise refuse(f"urllib.parse.{name}() of {size} characters (limit {MAX_URL_CHARS})")
+        return function(*args, **kwargs)
+
+    return call
 
 
 def _codec_checked(function: Callable[..., Any]) -> Callable[..., Any]:
