@@ -33,9 +33,15 @@ The sandbox's parts, each in its own module:
   plugins see; `vm.safe_modules` and `vm.safe_re`: the allow-listed modules.
 - `vm.export`: the plain-data copy of what a call returns.
 
-Known residual: CPython 3.11 hashes nested tuples recursively in C, so a tuple nested ~100k deep
-used as a dict key crashes the process (tests/hostile/attack_deep_tuple_hash.py pins it as a
-strict xfail).
+Known residuals (for the VM processes of issue 13; no in-process guard closes them):
+- CPython 3.11 hashes nested tuples recursively in C, so a tuple nested ~100k deep used as a dict
+  key crashes the process (tests/unit/vm/test_hostile.py pins it as a strict xfail).
+- Single C calls are bounded by their operands (`vm.sizes`), not by the deadline: the largest
+  operands allowed still hold the GIL for up to a second or two (`Decimal` arithmetic on
+  ten-million-digit operands, a sort or split of ten million items).
+- Everything in the process is reachable from any function's `__globals__` or any frame's
+  `f_back`; only the guards refuse those names.
+- Memory kept across calls is not counted (the watchdog measures growth during a call).
 """
 
 from __future__ import annotations
