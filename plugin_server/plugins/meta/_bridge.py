@@ -87,43 +87,63 @@ def plain(value: Any, *, limit: int, default: Callable[[Any], str] | None = None
 
 
 def _is_plain(value: Any, limit: int) -> bool:
-    """Whether `value` is exact dicts, lists and tuples of exact scalars (str keys or scalar keys):
-    one pass level by level, estimating the JSON size and counting the depth. A shared reference
-    counts each time it appears, so a self-similar structure is refused by its size and a cycle
-    by its depth."""
+    """Whether `value` is exact dicts, lists and tuples of exact scalars (and scalar keys), after
+    one pass level by level that estimates the JSON size and counts the depth of whatever it is
+    (subclasses read with the base classes' methods). A shared reference counts each time it
+    appears, so a self-similar structure is refused by its size, and a cycle by its depth, before
+    anything is copied or serialized."""
     level = [value]
     size = 0
+    exact = True
     for _ in range(MAX_DEPTH + 1):
         below: list[Any] = []
         for item in level:
             kind = type(item)
             if kind is str:
                 size += len(item) + 2
-            elif kind is dict:
+            elif kind is dict or kind is list or kind is tuple:
                 size += 2 + 2 * len(item)
-                for key in item:
-                    if type(key) is str:
-                        size += len(key) + 2
-                    elif type(key) not in _EXACT_SCALARS:
-                        return False
-                    else:
-                        size += 24
-                below.extend(item.values())
-            elif kind is list or kind is tuple:
-                size += 2 + len(item)
-                below.extend(item)
+                if kind is dict:
+                    for key in item:
+                        if type(key) is str:
+                            size += len(key)
+                        elif type(key) not in _EXACT_SCALARS:
+                            exact = False
+                    below.extend(item.values())
+                else:
+                    below.extend(item)
             elif kind is int:
                 size += item.bit_length() // 3 + 2
             elif kind in _EXACT_SCALARS:
                 size += 24
             else:
-                return False  # a subclass or another type: copied with the base classes' methods
+                exact = False  # copied by plain_copy, once this pass has bounded it
+                size += _estimate_other(item, below)
             if size > limit:
                 raise MetaError(f"value is larger than {limit} characters as JSON")
         if not below:
-            return True
+            return exact
         level = below
     raise MetaError(f"value is nested more than {MAX_DEPTH} deep (or contains itself)")
+
+
+def _estimate_other(item: Any, below: list[Any]) -> int:
+    """The estimated JSON size of a subclass or another type, its members added to `below`: the
+    base classes' methods, whatever a plugin's subclass defines."""
+    if isinstance(item, str):
+        return str.__len__(item) + 2
+    if isinstance(item, int):
+        return int.bit_length(item) // 3 + 2
+    if isinstance(item, dict):
+        below.extend(dict.values(item))
+        return 2 + 4 * dict.__len__(item)
+    if isinstance(item, list):
+        below.extend(list.copy(item))
+        return 2 + 2 * list.__len__(item)
+    if isinstance(item, tuple):
+        below.extend(tuple.__iter__(item))
+        return 2 + 2 * tuple.__len__(item)
+    return 32
 
 
 def plain_copy(value: Any, *, limit: int, default: Callable[[Any], str] | None = None) -> Any:
