@@ -10,6 +10,7 @@ whole plugin call instead, so that the batch is retried (meta/outage.py).
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 from collections.abc import Awaitable, Callable
@@ -127,6 +128,14 @@ def _is_plain(value: Any, limit: int) -> bool:
     raise MetaError(f"value is nested more than {MAX_DEPTH} deep (or contains itself)")
 
 
+def check_argument(value: Any) -> None:
+    """An argument crossing into a capability (`_facade`): whatever the capability then does with
+    it (`str()` of a url or a header, `json.dumps` of a body), its size and depth are bounded
+    first. A flat str, int or float is left to the capability's own limits."""
+    if type(value) not in _EXACT_SCALARS:
+        _is_plain(value, MAX_STORED_CHARS)
+
+
 def _estimate_other(item: Any, below: list[Any]) -> int:
     """The estimated JSON size of a subclass or another type, its members added to `below`: the
     base classes' methods, whatever a plugin's subclass defines."""
@@ -143,6 +152,15 @@ def _estimate_other(item: Any, below: list[Any]) -> int:
     if isinstance(item, tuple):
         below.extend(tuple.__iter__(item))
         return 2 + 2 * tuple.__len__(item)
+    # what str() of it recurses into
+    if isinstance(item, (set, frozenset, collections.deque)):
+        below.extend(item)
+        return 2 + 2 * len(item)
+    if isinstance(item, BaseException):
+        below.extend(BaseException.args.__get__(item))  # type: ignore[attr-defined]  # typeshed: args is a getset descriptor on the class
+        return 32
+    if isinstance(item, (bytes, bytearray)):
+        return 4 * len(item) + 3
     return 32
 
 

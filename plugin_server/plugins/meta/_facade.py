@@ -12,7 +12,9 @@ lead from the facade back to the table, and through it to every config's capabil
 route left is a function's `__globals__` (and from there every module), which the sandbox's
 guards refuse and which only a VM process can take away (issue 13).
 
-A capability's exception reaches the plugin stripped of its traceback and context (the host's
+Every argument crossing a facade is bounded in size and depth first (`_bridge.check_argument`),
+whatever the capability then does with it (a url's `str()`, a body's JSON). A capability's
+exception reaches the plugin stripped of its traceback and context (the host's
 frames and exception objects); `meta.jobs.<name>(payload)` returns a job handle's facade.
 """
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from plugin_server.plugins.meta._bridge import check_argument
 
 _HOSTS: dict[int, Any] = {}  # id of a live facade -> its capability
 
@@ -99,6 +103,7 @@ class Jobs(Facade):
 def _job(jobs: Jobs, name: str) -> Callable[..., Any]:
     def job(payload: Any = None) -> Any:
         try:
+            check_argument(payload)
             handle = getattr(_HOSTS[id(jobs)], name)(payload)
         except Exception as exc:  # noqa: BLE001 - re-raised below, without the host's frames
             error = exc
@@ -138,6 +143,8 @@ def host_of(facade: Facade) -> Any:
 def _forward(method: str) -> Callable[..., Any]:
     def forward(self: Facade, *args: Any, **kwargs: Any) -> Any:
         try:
+            for value in (*args, *kwargs.values()):
+                check_argument(value)
             return getattr(_HOSTS[id(self)], method)(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - re-raised below, without the host's frames
             error = exc
