@@ -11,6 +11,7 @@ whole plugin call instead, so that the batch is retried (meta/outage.py).
 from __future__ import annotations
 
 import collections
+import decimal
 import functools
 import json
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ import trio
 
 from plugin_server.core.errors import PluginServerError
 from plugin_server.plugins.meta import outage
+from vm.sizes import MAX_DECIMAL_DIGITS
 
 # Sizes a plugin may not exceed through meta (each one a guard against a bomb through the host).
 MAX_KEY_CHARS = 200  # posthog_pluginstorage.key is varchar(200)
@@ -131,9 +133,16 @@ def _is_plain(value: Any, limit: int) -> bool:
 def check_argument(value: Any) -> None:
     """An argument crossing into a capability (`_facade`): whatever the capability then does with
     it (`str()` of a url or a header, `json.dumps` of a body), its size and depth are bounded
-    first. A flat str, int or float is left to the capability's own limits."""
-    if type(value) not in _EXACT_SCALARS:
-        _is_plain(value, MAX_STORED_CHARS)
+    first. A flat str, int or float is left to the capability's own limits. A Decimal a
+    capability would make an int of (a count, a cursor step) has at most MAX_DECIMAL_DIGITS digits
+    before the point: the host's int() of Decimal("1e999999999") is one C call of minutes."""
+    if type(value) in _EXACT_SCALARS:
+        return
+    if isinstance(value, decimal.Decimal):
+        if decimal.Decimal.is_finite(value) and decimal.Decimal.adjusted(value) > MAX_DECIMAL_DIGITS:
+            raise MetaError(f"a Decimal of more than {MAX_DECIMAL_DIGITS} digits")
+        return
+    _is_plain(value, MAX_STORED_CHARS)
 
 
 def _estimate_other(item: Any, below: list[Any]) -> int:
