@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from plugin_server.core import jsonx
@@ -29,6 +29,10 @@ class LoadedConfig:
     consecutive_timeouts: int = 0
     setup_attempts: int = 0
     next_setup: float = 0.0
+    # The validated config as the host reads it (export settings). Never `meta.config`: that is the
+    # plugin's own copy, which it may change, and the host's str() of what a plugin put there runs
+    # in the event loop (a self-similar list froze it).
+    host_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

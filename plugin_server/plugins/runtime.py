@@ -207,8 +207,9 @@ class PluginRuntime:
             await self._config_failed(row, target, f"could not load: {exc}", exc)
             return None
         loaded = LoadedConfig(
-            row, instance, self._meta(row, config, target, instance), target, self._logs, self._timeout
-        )
+            row, instance, self._meta(row, config, target, instance), target, self._logs, self._timeout,
+            host_config=config,
+        )  # fmt: skip
         await self._best_effort(
             "record plugin capabilities",
             row.config_id,
@@ -428,7 +429,7 @@ class PluginRuntime:
                 progress = Progress()
                 await self._watched(functools.partial(run_on_event, config, events, progress, report), progress)
             if "export_events" in exports:
-                for batch in export_batches(config.meta.config, events):
+                for batch in export_batches(config.host_config, events):
                     progress = Progress()
                     await self._watched(functools.partial(run_export, config, batch, progress, report), progress)
         except StuckCall:

@@ -22,7 +22,7 @@ from plugin_server.plugins.runtime import PluginRuntime
 from plugin_server.testing.jobs import InMemoryJobQueue
 from plugin_server.testing.plugins import InMemoryPluginStore
 from plugin_server.testing.redis import InMemoryRedis
-from tests.plugins_world import Plugins
+from tests.plugins_world import Plugins, events
 
 SOURCE = """
 def setup_plugin(meta):
@@ -166,3 +166,29 @@ async def test_facades_are_read_only_and_name_only_public_methods(two_teams):
         assert all(
             isinstance(getattr(capability, name), types.MethodType) for name in dir(capability) if name[0] != "_"
         )
+
+
+EXPORTER = """
+def setup_plugin(meta):
+    meta.config["exportEventsToIgnore"] = "$pageview"  # the plugin's own copy
+
+def export_events(events, meta):
+    meta.storage.set("exported", meta.storage.get("exported", 0) + len(events))
+"""
+
+
+async def test_the_host_reads_its_own_config_never_the_plugins_copy():
+    """The export settings come from the validated config the host kept, not from `meta.config`,
+    which the plugin may change: the host's str() of a self-similar list a plugin put there ran
+    in the event loop and froze it."""
+    plugins = Plugins(InMemoryPluginStore(), InMemoryRedis(), team_id=1)
+    plugins.jobs = InMemoryJobQueue()
+    config_id = await plugins.install(EXPORTER)
+    runtime = plugins.runtime()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            assert runtime._loaded[config_id].meta.config == {"exportEventsToIgnore": "$pageview"}
+            await runtime.run_async(events(plugins, 3), plugins.jobs)
+            nursery.cancel_scope.cancel()
+    assert await plugins.store.storage_get(config_id, "exported") == "3"
