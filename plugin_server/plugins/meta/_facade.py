@@ -37,11 +37,8 @@ class Facade:
         _HOSTS.pop(id(self), None)
 
     def __setattr__(self, name: str, value: object) -> None:
-        # Host code only (tests re-point a capability's store: tests/unit/plugins/test_runtime.py):
-        # plugin code cannot write to a facade (`_write_` refuses it) nor name a "_" attribute.
-        if name.startswith("_") and id(self) in _HOSTS:
-            setattr(_HOSTS[id(self)], name, value)
-            return
+        # No write reaches the capability, not even from host code: with a guard missing, a plugin
+        # could otherwise re-point a capability at an object of its own, which the host would call.
         raise AttributeError(f"meta.{type(self).__name__} is read-only")
 
     def __delattr__(self, name: str) -> None:

@@ -192,3 +192,19 @@ async def test_the_host_reads_its_own_config_never_the_plugins_copy():
             await runtime.run_async(events(plugins, 3), plugins.jobs)
             nursery.cancel_scope.cancel()
     assert await plugins.store.storage_get(config_id, "exported") == "3"
+
+
+@pytest.mark.parametrize("name", ["_store", "_redis", "_bridge", "get", "set", "anything"])
+async def test_no_write_reaches_a_capability_through_its_facade(two_teams, name):
+    """Not even an underscore name from host code: with a guard missing, a plugin could otherwise
+    point its capability at an object of its own, which the host would then call."""
+    _, mine, _ = two_teams
+    decoy = object()
+    for capability in (mine.meta.storage, mine.meta.cache, mine.meta.logger, mine.meta.utils.cursor):
+        with pytest.raises(AttributeError, match="read-only"):
+            setattr(capability, name, decoy)
+        with pytest.raises(AttributeError, match="read-only"):
+            delattr(capability, name)
+        host = _facade.host_of(capability)
+        slots = [slot for kind in type(host).__mro__ for slot in getattr(kind, "__slots__", ())]
+        assert slots and all(getattr(host, slot, None) is not decoy for slot in slots)

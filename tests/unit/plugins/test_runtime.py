@@ -173,12 +173,9 @@ async def test_a_service_outage_inside_meta_fails_the_batch_as_retryable(plugins
         "def process_event(event, meta):\n    try:\n        meta.storage.get('x')\n    except Exception:\n        pass\n    return event\n"
     )
     runtime = plugins.runtime()
-    runtime._store = FailingStore(plugins.store)
+    runtime._store = FailingStore(plugins.store)  # before run: the configs' meta is built on it
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
-        for chain in runtime._generation.chains.values():
-            for config in chain:
-                config.meta.storage._store = runtime._store
         with pytest.raises(ServiceUnavailable):
             await plugins.process(runtime, events(plugins, 1))
         nursery.cancel_scope.cancel()
