@@ -12,6 +12,8 @@ import datetime as dt
 import json
 import uuid
 
+import trio
+
 from plugin_server.ingestion.person_cache import SharedStates
 from plugin_server.ingestion.persons import PersonsStep
 from plugin_server.ingestion.pipeline import BatchOutput, IngestionPipeline
@@ -89,3 +91,34 @@ class CallCounter:
             return await method(*args, **kwargs)
 
         return counted
+
+
+async def race_and_check(first: World, second: World) -> None:
+    """Two pipelines (as two worker processes would) run interleaved identify/alias streams on one
+    store; afterwards every id has exactly one person, and each person's rows agree with its ids."""
+    streams = []
+    for w in (first, second):
+        stream = []
+        for i in range(20):
+            at = T0 + dt.timedelta(seconds=i)
+            stream.append(w.message("$pageview", f"anon-{i % 5}", at=at, **{"$set": {f"k{i % 3}": i}}))
+            stream.append(w.message("$identify", f"user-{i % 2}", at=at, **{"$anon_distinct_id": f"anon-{i % 5}"}))
+            stream.append(w.message("$create_alias", f"user-{i % 2}", at=at, alias=f"alias-{i % 4}"))
+        streams.append((w, stream))
+
+    async def feed(w: World, stream: list[Message]) -> None:
+        for start in range(0, len(stream), 7):
+            await w.run(*stream[start : start + 7])
+
+    async with trio.open_nursery() as nursery:
+        for w, stream in streams:
+            nursery.start_soon(feed, w, stream)
+
+    team_id = first.team.id
+    every_id = [f"anon-{i}" for i in range(5)] + ["user-0", "user-1"] + [f"alias-{i}" for i in range(4)]
+    found = await first.store.fetch([(team_id, d) for d in every_id])
+    assert set(found) == {(team_id, d) for d in every_id}  # every id has exactly one person
+    persons = {record.uuid: record for record, _ in found.values()}
+    for record in persons.values():  # each person's rows agree with its distinct ids
+        ids = [d for d, _ in await first.store.distinct_ids_of(record)]
+        assert all(found[(team_id, d)][0].uuid == record.uuid for d in ids)

@@ -16,7 +16,7 @@ from plugin_server.ingestion.persons import person_uuid
 from plugin_server.storage.tables import PERSON_DISTINCT_ID_TABLE, PERSON_TABLE
 from plugin_server.storage.teams import Team
 from plugin_server.testing.persons import InMemoryPersonStore
-from tests.persons_world import T0, CallCounter, World, event_person_ids, rows
+from tests.persons_world import T0, CallCounter, World, event_person_ids, race_and_check, rows
 
 
 @pytest.fixture
@@ -271,29 +271,4 @@ async def test_a_hot_distinct_id_costs_one_write_per_batch_and_keeps_its_order(w
 async def test_two_workers_racing_on_the_same_ids_never_make_two_persons(world):
     """The race of tests/integration/test_persons.py (which keeps it on real Postgres) on the fake:
     two pipelines sharing one store, interleaved at every round trip."""
-    second = World(world.store, world.team)
-    streams = []
-    for w in (world, second):
-        stream = []
-        for i in range(20):
-            at = T0 + dt.timedelta(seconds=i)
-            stream.append(w.message("$pageview", f"anon-{i % 5}", at=at, **{"$set": {f"k{i % 3}": i}}))
-            stream.append(w.message("$identify", f"user-{i % 2}", at=at, **{"$anon_distinct_id": f"anon-{i % 5}"}))
-            stream.append(w.message("$create_alias", f"user-{i % 2}", at=at, alias=f"alias-{i % 4}"))
-        streams.append((w, stream))
-
-    async def feed(w, stream):
-        for start in range(0, len(stream), 7):
-            await w.run(*stream[start : start + 7])
-
-    async with trio.open_nursery() as nursery:
-        for w, stream in streams:
-            nursery.start_soon(feed, w, stream)
-
-    every_id = [f"anon-{i}" for i in range(5)] + ["user-0", "user-1"] + [f"alias-{i}" for i in range(4)]
-    found = await world.store.fetch([(world.team.id, d) for d in every_id])
-    assert set(found) == {(world.team.id, d) for d in every_id}  # every id has exactly one person
-    persons = {record.uuid: record for record, _ in found.values()}
-    for record in persons.values():  # each person's rows agree with its distinct ids
-        ids = [d for d, _ in await world.store.distinct_ids_of(record)]
-        assert all(found[(world.team.id, d)][0].uuid == record.uuid for d in ids)
+    await race_and_check(world, World(world.store, world.team))
