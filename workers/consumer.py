@@ -102,10 +102,6 @@ class BatchConsumer:
         self.stopped = trio.Event()  # set once `run` returned, however it ended
 
     @property
-    def running(self) -> bool:
-        return self.status.running
-
-    @property
     def statuses(self) -> list[ConsumerStatus]:
         return [self.status]
 

@@ -56,10 +56,6 @@ class WorkerPool:
         self.statuses = [ConsumerStatus(f"ingestion-{i}") for i in range(count)]
         self.stopped = trio.Event()  # set once `run` returned: every child reaped
 
-    @property
-    def running(self) -> bool:
-        return bool(self._procs)
-
     def request_stop(self) -> None:
         """SIGTERM every child: each stops as its own settings say (finish, or drain), then exits."""
         self._stopping = True
