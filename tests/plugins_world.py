@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import json
 
-from plugin_server.plugins.logs import PluginLogs
+from plugin_server.plugins.loaded import LoadedConfig
+from plugin_server.plugins.logs import LogTarget, PluginLogs
+from plugin_server.plugins.meta import Meta
+from plugin_server.plugins.meta.cache import Cache
+from plugin_server.plugins.meta.fetch import Fetch
+from plugin_server.plugins.meta.jobs import Jobs
+from plugin_server.plugins.meta.logger import Logger
+from plugin_server.plugins.meta.metrics import Metrics
+from plugin_server.plugins.meta.storage import Storage
+from plugin_server.plugins.meta.utils import Cursor, Utils
 from plugin_server.plugins.runtime import PluginRuntime
 from plugin_server.storage.jobs import JobQueueLike
-from plugin_server.storage.plugins import PluginStore
+from plugin_server.storage.plugins import ConfigRow, PluginStore
 from plugin_server.storage.redis import Redis
+from plugin_server.testing.jobs import InMemoryJobQueue
 from plugin_server.testing.plugins import InMemoryPluginStore
 from plugin_server.testing.redis import InMemoryRedis
+from vm.sandbox import compile_plugin
 
 
 class Plugins:
@@ -67,3 +78,41 @@ def event(n: int, **properties) -> dict:
 
 def events(plugins: Plugins, count: int) -> list[dict]:
     return [event(n) | {"team_id": plugins.team_id, "properties": {"n": n}} for n in range(count)]
+
+
+ONE_CONFIG_TIMEOUT = 5.0
+ONE_CONFIG_TARGET = LogTarget(2, 3, 7, "instance")
+
+
+class OneConfig:
+    """One plugin config loaded on the in-memory fakes, with a real meta (no runtime): for tests of
+    what plugin code can do through meta."""
+
+    def __init__(self) -> None:
+        self.store = InMemoryPluginStore()
+        self.redis = InMemoryRedis()
+        self.jobs = InMemoryJobQueue()
+        self.logs = PluginLogs()
+
+    def load(self, source: str) -> LoadedConfig:
+        instance = compile_plugin({"main.py": source}).instantiate(
+            timeout=ONE_CONFIG_TIMEOUT, log=lambda kind, text: None
+        )
+        row = ConfigRow(
+            config_id=7, team_id=2, order=0, config={}, plugin_id=3, plugin_name="hostile", config_schema=[],
+            sources={"main.py": source},
+        )  # fmt: skip
+        meta = Meta(
+            config={},
+            attachments={},
+            storage=Storage(store=self.store, config_id=7),
+            cache=Cache(redis=self.redis, config_id=7),
+            logger=Logger(write=lambda *entry: self.logs.write(ONE_CONFIG_TARGET, *entry)),
+            metrics=Metrics(config_id=7),
+            fetch=Fetch(allow_private=False),
+            jobs=Jobs(names=frozenset(instance.exports.get("jobs", {})), queue=self.jobs, team_id=2, config_id=7),
+            utils=Utils(cursor=Cursor(store=self.store, config_id=7)),
+        )
+        loaded = LoadedConfig(row, instance, meta, ONE_CONFIG_TARGET, self.logs, ONE_CONFIG_TIMEOUT)
+        loaded.ready = True
+        return loaded

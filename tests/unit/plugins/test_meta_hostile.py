@@ -15,57 +15,15 @@ from pathlib import Path
 import pytest
 import trio
 
-from plugin_server.plugins.loaded import LoadedConfig
-from plugin_server.plugins.logs import MAX_MESSAGE_CHARS, LogTarget, PluginLogs
-from plugin_server.plugins.meta import Meta
-from plugin_server.plugins.meta.cache import Cache
-from plugin_server.plugins.meta.fetch import Fetch
-from plugin_server.plugins.meta.jobs import Jobs
-from plugin_server.plugins.meta.logger import Logger
-from plugin_server.plugins.meta.metrics import Metrics
-from plugin_server.plugins.meta.storage import Storage
-from plugin_server.plugins.meta.utils import Cursor, Utils
-from plugin_server.storage.plugins import ConfigRow
-from plugin_server.testing.jobs import InMemoryJobQueue
-from plugin_server.testing.plugins import InMemoryPluginStore
-from plugin_server.testing.redis import InMemoryRedis
+from plugin_server.plugins.logs import MAX_MESSAGE_CHARS, LogTarget
+from tests.plugins_world import OneConfig
 from vm.errors import PluginRuntimeError
-from vm.sandbox import compile_plugin
 
 CORPUS = Path(__file__).parents[2] / "hostile"
 ATTACKS = [p for p in sorted(CORPUS.glob("attack_meta_*.py")) if not p.name.startswith("attack_meta_outage_")]
 TIMEOUT = 5.0
 EVENT = {"uuid": "u-1", "team_id": 2, "event": "pageview", "distinct_id": "d", "properties": {}, "ip": None}
 TARGET = LogTarget(2, 3, 7, "instance")
-
-
-class World:
-    def __init__(self) -> None:
-        self.store = InMemoryPluginStore()
-        self.redis = InMemoryRedis()
-        self.jobs = InMemoryJobQueue()
-        self.logs = PluginLogs()
-
-    def load(self, source: str) -> LoadedConfig:
-        instance = compile_plugin({"main.py": source}).instantiate(timeout=TIMEOUT, log=lambda kind, text: None)
-        row = ConfigRow(
-            config_id=7, team_id=2, order=0, config={}, plugin_id=3, plugin_name="hostile", config_schema=[],
-            sources={"main.py": source},
-        )  # fmt: skip
-        meta = Meta(
-            config={},
-            attachments={},
-            storage=Storage(store=self.store, config_id=7),
-            cache=Cache(redis=self.redis, config_id=7),
-            logger=Logger(write=lambda *entry: self.logs.write(TARGET, *entry)),
-            metrics=Metrics(config_id=7),
-            fetch=Fetch(allow_private=False),
-            jobs=Jobs(names=frozenset(instance.exports.get("jobs", {})), queue=self.jobs, team_id=2, config_id=7),
-            utils=Utils(cursor=Cursor(store=self.store, config_id=7)),
-        )
-        loaded = LoadedConfig(row, instance, meta, TARGET, self.logs, TIMEOUT)
-        loaded.ready = True
-        return loaded
 
 
 def _with_meta(path: Path) -> str:
@@ -80,7 +38,7 @@ def test_the_meta_corpus_is_there():
 
 @pytest.mark.parametrize("path", ATTACKS, ids=[p.stem.removeprefix("attack_meta_") for p in ATTACKS])
 async def test_an_attack_through_meta_is_refused_or_contained(path: Path):
-    world = World()
+    world = OneConfig()
     config = world.load(path.read_text())
     outcome = _with_meta(path)
     with trio.fail_after(20):
